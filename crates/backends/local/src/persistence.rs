@@ -1,0 +1,202 @@
+//! Checkpoint storage as one file per key under a directory.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use flatmachines_core::{Error, PersistenceBackend, Result, validate_key, validate_prefix};
+
+use crate::error::blocking;
+use crate::files;
+
+/// A [`PersistenceBackend`] storing each key as a file under one directory.
+///
+/// The layout is the reference runtime's: key `abc/step_000001_execute.json` is the file
+/// `{dir}/abc/step_000001_execute.json`, and key `abc/latest` is `{dir}/abc/latest`, holding
+/// exactly the saved bytes. Directories are created as keys need them and removed by `delete`
+/// once empty.
+///
+/// # Writes
+///
+/// A save writes the value to a temporary file beside the final one (`.{name}.{pid}.{n}.tmp`),
+/// flushes it to disk, renames it over the final name and then flushes the directory. The
+/// rename is the only change to the final name, so a reader — or a run after a crash — sees
+/// the old value or the new one, never a mix, and a failed save leaves the old value intact.
+/// With [`durable(false)`](Self::durable) the two flushes are skipped: saves stay atomic
+/// (including when the process dies mid-write), but a power loss or kernel crash may lose
+/// recent saves, or leave a newly created key empty.
+///
+/// [`save_many`](PersistenceBackend::save_many) renames its entries in order and flushes each
+/// directory once, after the last rename. On journaling filesystems (ext4, XFS) entries in one
+/// directory then become visible in order even across a crash; the checkpoint pair (the
+/// snapshot, then `latest`) lives in one directory.
+///
+/// # Keys
+///
+/// Keys pass [`validate_key`], which refuses empty segments (`a//b`, a trailing `/`) and
+/// segments starting with `.`: this backend keeps its temporary files (and lock directories
+/// such as `.locks`) under such names, and `list` skips them, as it skips names that are not
+/// UTF-8. A key cannot be both a value and a directory
+/// of other keys (`a` and `a/b`): loading, saving or deleting `a` while `a/b` exists fails
+/// with an error naming the path. A segment longer than the filesystem's name limit (255 bytes
+/// on most) fails with an I/O error.
+///
+/// `list(prefix)` reads only the directory the prefix's `/`-separated part names, and below it
+/// only the entries the rest of the prefix can match; it does not follow symbolic links into
+/// directories.
+///
+/// # Concurrency
+///
+/// All filesystem work runs on Tokio's blocking pool. Concurrent saves of one key, from tasks
+/// or processes, never share a temporary file; the last rename wins. A relative directory is
+/// resolved against the working directory at each call, as in the reference runtime.
+///
+/// `Clone` is cheap (a path and a flag) and shares nothing mutable: clones write the same
+/// files.
+#[derive(Debug, Clone)]
+pub struct LocalFileBackend {
+    dir: PathBuf,
+    durable: bool,
+}
+
+impl LocalFileBackend {
+    /// The reference runtime's default directory, relative to the working directory.
+    pub const DEFAULT_DIR: &'static str = ".checkpoints";
+
+    /// Stores checkpoints under `dir`, creating it (and its parents) if missing.
+    ///
+    /// Fails if `dir` cannot be created or is not a directory.
+    pub fn new(dir: impl Into<PathBuf>) -> Result<Self> {
+        let dir = dir.into();
+        files::ensure_dir(&dir, "create checkpoint directory")?;
+        Ok(LocalFileBackend { dir, durable: true })
+    }
+
+    /// Whether saves and deletes flush to disk (`fsync`) before returning; `true` by default.
+    ///
+    /// With `false`, saves are still atomic (temporary file, then rename) but not durable
+    /// across power loss: the last saves before a power loss may be missing after it.
+    #[must_use]
+    pub fn durable(mut self, durable: bool) -> Self {
+        self.durable = durable;
+        self
+    }
+
+    /// The directory holding the checkpoint files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path_of(&self, key: &str) -> PathBuf {
+        // Checked keys have no leading `/`, `.` or `..` segments, so the join stays in `dir`.
+        self.dir.join(key)
+    }
+}
+
+#[async_trait]
+impl PersistenceBackend for LocalFileBackend {
+    async fn save(&self, key: &str, value: Bytes) -> Result<()> {
+        check_key(key)?;
+        let (dir, durable, key) = (self.dir.clone(), self.durable, key.to_owned());
+        blocking(move || files::write_all(&dir, &[(key.as_str(), value)], durable)).await
+    }
+
+    async fn save_many(&self, entries: &[(&str, Bytes)]) -> Result<()> {
+        // Every key is checked before anything is written, so a bad key touches nothing.
+        for (key, _) in entries {
+            check_key(key)?;
+        }
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let owned: Vec<(String, Bytes)> = entries
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), value.clone()))
+            .collect();
+        let (dir, durable) = (self.dir.clone(), self.durable);
+        blocking(move || {
+            let borrowed: Vec<(&str, Bytes)> = owned
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.clone()))
+                .collect();
+            files::write_all(&dir, &borrowed, durable)
+        })
+        .await
+    }
+
+    async fn load(&self, key: &str) -> Result<Option<Bytes>> {
+        check_key(key)?;
+        let path = self.path_of(key);
+        blocking(move || files::read(&path)).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        check_key(key)?;
+        let (dir, durable, key) = (self.dir.clone(), self.durable, key.to_owned());
+        blocking(move || files::delete(&dir, &key, durable)).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        check_prefix(prefix)?;
+        let (dir, prefix) = (self.dir.clone(), prefix.to_owned());
+        blocking(move || files::walk(&dir, &prefix).map(|walk| walk.keys)).await
+    }
+}
+
+/// Checks a key with [`validate_key`] (which also refuses the empty and `.`-led segments this
+/// backend keeps for its own files).
+pub(crate) fn check_key(key: &str) -> Result<()> {
+    validate_key(key)
+}
+
+/// Checks a `list` prefix with [`validate_prefix`].
+fn check_prefix(prefix: &str) -> Result<()> {
+    validate_prefix(prefix)
+}
+
+/// Whether `key` names a file a save could have written; `list` returns only such names.
+pub(crate) fn is_storable(key: &str) -> bool {
+    check_key(key).is_ok()
+}
+
+pub(crate) fn invalid(key: &str, reason: &'static str) -> Error {
+    Error::InvalidKey {
+        key: key.escape_debug().to_string(),
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    #[test]
+    fn segment_rules_apply_to_keys_and_prefixes() {
+        for key in ["a", "a/b", "x.y", "a b/ü", "a./b"] {
+            assert!(check_key(key).is_ok(), "{key}");
+        }
+        for key in ["a//b", "a/", ".hidden", "a/.tmp", "..", "/a", ""] {
+            assert!(
+                matches!(check_key(key), Err(Error::InvalidKey { .. })),
+                "{key}"
+            );
+        }
+        for prefix in ["", "a", "a/", "a/b", "a/st"] {
+            assert!(check_prefix(prefix).is_ok(), "{prefix}");
+        }
+        for prefix in ["a//", "/", ".locks/", "a/.t", "a//b"] {
+            assert!(check_prefix(prefix).is_err(), "{prefix}");
+        }
+    }
+
+    #[test]
+    fn a_file_where_the_directory_should_be_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("file");
+        fs::write(&file, b"x").unwrap();
+        let err = LocalFileBackend::new(&file).unwrap_err().to_string();
+        assert!(err.contains(&*file.to_string_lossy()), "{err}");
+    }
+}

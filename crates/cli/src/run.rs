@@ -1,0 +1,146 @@
+//! `flatmachines run`.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use serde_json::Value;
+
+use flatmachines::backends::open_store;
+use flatmachines::{JsonMap, Machine, ResumeFailure, RunError, RunObserver, RunOptions, RunStatus};
+
+use crate::Failure;
+
+/// Arguments of `flatmachines run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The machine config (YAML, or JSON when it ends in .json).
+    machine: PathBuf,
+    /// The input, a JSON object.
+    #[arg(long, short, value_name = "JSON", conflicts_with = "input_file")]
+    input: Option<String>,
+    /// Read the input from a file (`-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    input_file: Option<PathBuf>,
+    /// Use this execution id instead of a new one.
+    #[arg(long, value_name = "ID")]
+    execution_id: Option<String>,
+    /// Continue execution ID from its latest checkpoint instead of starting a new run.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["input", "input_file", "execution_id"])]
+    resume: Option<String>,
+    /// Where checkpoints go, over the machine's `persistence`: file://DIR, sqlite://PATH,
+    /// redis://HOST:PORT/DB, postgres://USER@HOST:PORT/DB, s3://BUCKET/PREFIX or memory://.
+    #[arg(long, value_name = "URL", env = "FLATMACHINES_STORE")]
+    store: Option<String>,
+    /// Stop after this many steps (default: the machine's settings.max_steps, else 1000).
+    #[arg(long, value_name = "N")]
+    max_steps: Option<u64>,
+    /// Print the output indented over several lines.
+    #[arg(long)]
+    pretty: bool,
+}
+
+/// Runs the machine; `observers` hear the run (the progress display, metrics).
+pub(crate) async fn run(
+    args: RunArgs,
+    observers: Vec<Arc<dyn RunObserver>>,
+) -> Result<(), Failure> {
+    let input = read_input(&args)?;
+    let machine = Machine::from_file(&args.machine).map_err(|e| Failure::Usage(e.to_string()))?;
+    for warning in machine.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let mut builder = flatmachines::runtime();
+    for observer in observers {
+        builder = builder.observer(observer);
+    }
+    if let Some(url) = &args.store {
+        let store = open_store(url).map_err(|e| Failure::Usage(e.to_string()))?;
+        builder = builder.persistence(store.persistence).lock(store.lock);
+    }
+    let runner = builder
+        .build()
+        .prepare(&machine)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let result = match &args.resume {
+        Some(id) => runner.resume(id, args.max_steps).await,
+        None => {
+            let options = RunOptions {
+                execution_id: args.execution_id.clone(),
+                max_steps: args.max_steps,
+            };
+            runner.run(input, options).await
+        }
+    };
+    let outcome = result.map_err(|e| failure(e, &machine, &args))?;
+    if let RunStatus::StepLimit { limit, state } = &outcome.status {
+        return Err(Failure::Run(format!(
+            "machine `{}` stopped at the step limit of {limit} steps before state `{state}` (execution {}); raise --max-steps or settings.max_steps, and resume with --resume {}",
+            machine.name(),
+            outcome.execution_id,
+            outcome.execution_id
+        )));
+    }
+    let text = if args.pretty {
+        serde_json::to_string_pretty(&outcome.output).unwrap_or_default()
+    } else {
+        flatmachines::to_json_text(&outcome.output)
+    };
+    println!("{text}");
+    Ok(())
+}
+
+fn failure(error: RunError, machine: &Machine, args: &RunArgs) -> Failure {
+    match error {
+        RunError::Config(e) => Failure::Usage(e.to_string()),
+        RunError::Input(message) => Failure::Usage(format!("invalid input: {message}")),
+        RunError::Resume {
+            reason: ResumeFailure::Unknown,
+            ..
+        } => {
+            let in_memory = args.store.is_none()
+                && machine
+                    .config()
+                    .data
+                    .persistence
+                    .as_ref()
+                    .is_none_or(|p| p.backend == "memory");
+            let hint = if in_memory {
+                "; this machine checkpoints in memory, so nothing outlives a run: use --store file://DIR or `persistence: {backend: local}`"
+            } else {
+                ""
+            };
+            Failure::Usage(format!("{error}{hint}"))
+        }
+        other => Failure::Run(other.to_string()),
+    }
+}
+
+fn read_input(args: &RunArgs) -> Result<JsonMap, Failure> {
+    let (text, source) = match (&args.input, &args.input_file) {
+        (Some(text), _) => (text.clone(), "--input".to_owned()),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| Failure::Usage(format!("cannot read the input from stdin: {e}")))?;
+            (text, "stdin".to_owned())
+        }
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Failure::Usage(format!("cannot read input file `{}`: {e}", path.display()))
+            })?;
+            (text, format!("input file `{}`", path.display()))
+        }
+        (None, None) => return Ok(JsonMap::new()),
+    };
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(Failure::Usage(format!(
+            "{source} must be a JSON object, found {}",
+            flatmachines::core::config::describe(&other)
+        ))),
+        Err(e) => Err(Failure::Usage(format!("{source} is not valid JSON: {e}"))),
+    }
+}

@@ -1,0 +1,187 @@
+//! A machine as the executor runs it: compiled once from its config.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+
+use flatmachines_core::config::{ExecutionConfig, MachineConfig, Mode};
+use flatmachines_core::{CheckpointEvent, ConfigWarning};
+use flatmachines_expr::Expression;
+
+use crate::template::{Template, TemplateEngine, TemplateTree};
+
+/// Index of a machine in its [`MachineSet`].
+pub(crate) type MachineId = usize;
+
+/// A machine and every machine it references, compiled, sharing one template environment.
+#[derive(Debug)]
+pub(crate) struct MachineSet {
+    /// The machines; index 0 is the one that was loaded.
+    pub(crate) machines: Vec<MachineDef>,
+    pub(crate) templates: TemplateEngine,
+    pub(crate) warnings: Vec<ConfigWarning>,
+}
+
+/// One compiled machine.
+#[derive(Debug)]
+pub(crate) struct MachineDef {
+    pub(crate) name: String,
+    /// The file it came from (for inline machines, the parent's file).
+    pub(crate) file: PathBuf,
+    /// Where its relative references resolve.
+    pub(crate) config_dir: PathBuf,
+    pub(crate) config: MachineConfig,
+    /// The machines under `machines:`, by name.
+    pub(crate) children: IndexMap<String, MachineId>,
+    /// The initial context, rendered from `input`.
+    pub(crate) context: TemplateTree,
+    pub(crate) states: Vec<StateDef>,
+    pub(crate) initial: usize,
+    /// `settings.max_steps`.
+    pub(crate) max_steps: Option<u64>,
+    pub(crate) checkpoints: CheckpointPolicy,
+}
+
+impl MachineDef {
+    pub(crate) fn state_index(&self, name: &str) -> Option<usize> {
+        self.config.data.states.get_index_of(name)
+    }
+}
+
+/// Which checkpoints a machine writes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CheckpointPolicy {
+    pub(crate) enabled: bool,
+    events: u8,
+    /// Snapshots larger than this are reported (once per execution).
+    pub(crate) warn_bytes: Option<usize>,
+}
+
+impl CheckpointPolicy {
+    /// The snapshot size reported when `persistence.warn_snapshot_bytes` is not set.
+    pub(crate) const DEFAULT_WARN_BYTES: usize = 1024 * 1024;
+
+    pub(crate) fn new(
+        enabled: bool,
+        events: impl IntoIterator<Item = CheckpointEvent>,
+        warn_bytes: Option<usize>,
+    ) -> Self {
+        let events = events
+            .into_iter()
+            .fold(0u8, |bits, event| bits | Self::bit(event));
+        CheckpointPolicy {
+            enabled,
+            events,
+            warn_bytes,
+        }
+    }
+
+    fn bit(event: CheckpointEvent) -> u8 {
+        1 << (event as u8)
+    }
+
+    /// Whether `event` is checkpointed. The outbox (`launch`) always is when persistence is
+    /// on: it is what makes launches exactly-once.
+    pub(crate) fn wants(self, event: CheckpointEvent) -> bool {
+        self.enabled && (event == CheckpointEvent::Launch || self.events & Self::bit(event) != 0)
+    }
+}
+
+/// One compiled state.
+#[derive(Debug)]
+pub(crate) struct StateDef {
+    pub(crate) name: String,
+    pub(crate) is_final: bool,
+    pub(crate) action: Option<String>,
+    pub(crate) launch: Option<Launch>,
+    pub(crate) children: Option<Children>,
+    pub(crate) agent: Option<AgentCall>,
+    pub(crate) output_to_context: Vec<(String, TemplateTree)>,
+    /// A final state's output.
+    pub(crate) output: Option<TemplateTree>,
+    pub(crate) transitions: Vec<TransitionDef>,
+    pub(crate) on_error: Option<OnErrorDef>,
+}
+
+/// `launch` + `launch_input`.
+#[derive(Debug)]
+pub(crate) struct Launch {
+    pub(crate) machines: Vec<(String, MachineId)>,
+    pub(crate) input: TemplateTree,
+}
+
+/// A child machine to run: its name in `machines:` and its id.
+#[derive(Debug, Clone)]
+pub(crate) struct ChildRef {
+    pub(crate) name: String,
+    pub(crate) id: MachineId,
+}
+
+/// The blocking child work of a state.
+#[derive(Debug)]
+pub(crate) enum Children {
+    /// `machine: child`.
+    Single {
+        child: ChildRef,
+        input: TemplateTree,
+        timeout: Option<Duration>,
+    },
+    /// `machine: [a, b]`, each with its own input tree.
+    List {
+        entries: Vec<(ChildRef, TemplateTree)>,
+        mode: Mode,
+        timeout: Option<Duration>,
+    },
+    /// `foreach` + `machine`.
+    Foreach {
+        items: Template,
+        as_var: String,
+        key: Option<Template>,
+        child: ChildRef,
+        input: TemplateTree,
+        mode: Mode,
+        timeout: Option<Duration>,
+    },
+}
+
+/// `agent` + `input` + `execution`.
+#[derive(Debug)]
+pub(crate) struct AgentCall {
+    pub(crate) name: String,
+    pub(crate) input: TemplateTree,
+    pub(crate) execution: ExecutionConfig,
+}
+
+/// One compiled transition.
+#[derive(Debug)]
+pub(crate) struct TransitionDef {
+    pub(crate) condition: Option<Expression>,
+    pub(crate) to: usize,
+}
+
+/// A compiled `on_error`.
+#[derive(Debug)]
+pub(crate) enum OnErrorDef {
+    Always(usize),
+    ByType {
+        routes: Vec<(String, usize)>,
+        default: Option<usize>,
+    },
+}
+
+impl OnErrorDef {
+    /// The recovery state for `error_type`: its own entry, then the reference's name for it,
+    /// then `default`.
+    pub(crate) fn route(&self, error_type: &str) -> Option<usize> {
+        match self {
+            OnErrorDef::Always(state) => Some(*state),
+            OnErrorDef::ByType { routes, default } => {
+                let find = |name: &str| routes.iter().find(|(t, _)| t == name).map(|(_, s)| *s);
+                find(error_type)
+                    .or_else(|| crate::error_types::reference_alias(error_type).and_then(find))
+                    .or(*default)
+            }
+        }
+    }
+}

@@ -1,0 +1,468 @@
+//! Child machines: `machine:` (one or a list), `foreach`, and the task each child runs in.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use futures::future::{join_all, select_all};
+use serde_json::{Map, Value};
+use tokio::task::{JoinError, JoinHandle};
+use tracing::Instrument;
+
+use flatmachines_core::config::Mode;
+use flatmachines_core::config::describe;
+use flatmachines_core::{Context, InvokeRequest, JsonMap, StateError, result_uri};
+
+use super::{Begin, ChildReport, Execution, Parent, RunStatus, StateFailure, backend_error, ids};
+use crate::checkpoint::{CheckpointError, load_latest};
+use crate::definition::{ChildRef, Children, MachineId, StateDef};
+use crate::error::{RunError, error_types, state_error};
+use crate::runtime::Prepared;
+use crate::template::{Root, Vars};
+
+use super::state::template_error;
+
+/// A running child machine, tied to its parent: dropping the handle (the parent's wait timed
+/// out, or the parent itself was stopped) stops the child and, through its own handles, the
+/// whole subtree under it.
+pub(crate) struct ChildTask(JoinHandle<ChildReport>);
+
+impl Future for ChildTask {
+    type Output = Result<ChildReport, JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl ChildTask {
+    /// Starts `child` as execution `id` under `parent`. With `resume`, a child that ran
+    /// before (it has checkpoints) is resumed, or its stored output reused.
+    pub(crate) fn spawn(
+        prepared: &Arc<Prepared>,
+        child: &ChildRef,
+        id: String,
+        parent: Parent,
+        input: JsonMap,
+        resume: bool,
+    ) -> ChildTask {
+        ChildTask(tokio::spawn(
+            child_task(
+                Arc::clone(prepared),
+                child.id,
+                child.name.clone(),
+                id,
+                parent,
+                input,
+                resume,
+            )
+            // The child's spans nest under the state that started it.
+            .in_current_span(),
+        ))
+    }
+}
+
+impl Drop for ChildTask {
+    fn drop(&mut self) {
+        // A no-op for a task that already finished.
+        self.0.abort();
+    }
+}
+
+/// Most items one `foreach` may fan out over.
+pub(crate) const MAX_FOREACH_ITEMS: usize = 100_000;
+
+/// How a child's failure appears among its siblings' outputs.
+fn error_entry(error: &StateError) -> Value {
+    let mut entry = Map::new();
+    entry.insert("_error".into(), Value::String(error.message.clone()));
+    entry.insert(
+        "_error_type".into(),
+        Value::String(error.error_type.clone()),
+    );
+    Value::Object(entry)
+}
+
+fn joined(report: Result<ChildReport, JoinError>) -> ChildReport {
+    report.unwrap_or_else(|e| ChildReport {
+        execution_id: String::new(),
+        result: Err(state_error(
+            error_types::INTERNAL,
+            format!("the child machine's task ended abnormally: {e}"),
+        )),
+        api_calls: 0,
+        cost: 0.0,
+    })
+}
+
+fn timed_out(state: &StateDef, timeout: Duration) -> StateError {
+    state_error(
+        error_types::TIMEOUT,
+        format!(
+            "the child machines of state `{}` did not finish within {}s",
+            state.name,
+            timeout.as_secs_f64()
+        ),
+    )
+}
+
+/// Runs `future`, or gives up after `timeout`.
+async fn within<F: Future>(timeout: Option<Duration>, future: F) -> Option<F::Output> {
+    match timeout {
+        Some(limit) => tokio::time::timeout(limit, future).await.ok(),
+        None => Some(future.await),
+    }
+}
+
+impl Execution {
+    /// Runs a state's child machines and returns their combined output.
+    pub(super) async fn run_children(
+        &mut self,
+        state: &StateDef,
+        work: &Children,
+        step: u64,
+        context: &Context,
+    ) -> Result<Value, StateFailure> {
+        let templates = &self.set.templates;
+        let vars = Vars::state(context.shared());
+        match work {
+            Children::Single {
+                child,
+                input,
+                timeout,
+            } => {
+                let input = input.render_map(templates, &vars).map_err(template_error)?;
+                drop(vars);
+                let id = ids::child_execution_id(&self.id, step, &state.name, &child.name);
+                let handle = self.spawn(child, id, input);
+                let Some(report) = within(*timeout, handle).await else {
+                    return Err(timed_out(state, timeout.unwrap_or_default()).into());
+                };
+                let report = joined(report);
+                self.api_calls += report.api_calls;
+                self.cost += report.cost;
+                Ok(report.result?)
+            }
+            Children::List {
+                entries,
+                mode,
+                timeout,
+            } => {
+                let mut inputs = Vec::with_capacity(entries.len());
+                for (_, tree) in entries {
+                    inputs.push(tree.render_map(templates, &vars).map_err(template_error)?);
+                }
+                drop(vars);
+                let handles = entries
+                    .iter()
+                    .zip(inputs)
+                    .map(|((child, _), input)| {
+                        let id = ids::child_execution_id(&self.id, step, &state.name, &child.name);
+                        self.spawn(child, id, input)
+                    })
+                    .collect();
+                let outputs = self.collect(state, handles, *mode, *timeout).await?;
+                Ok(Value::Object(
+                    outputs
+                        .into_iter()
+                        .map(|(index, value)| (entries[index].0.name.clone(), value))
+                        .collect(),
+                ))
+            }
+            Children::Foreach {
+                items,
+                as_var,
+                key,
+                child,
+                input,
+                mode,
+                timeout,
+            } => {
+                let items = match templates.render(items, &vars).map_err(template_error)? {
+                    Value::Array(items) => items,
+                    other => {
+                        return Err(state_error(
+                            error_types::INVALID_VALUE,
+                            format!(
+                                "`foreach` of state `{}` must yield a list, got {}: {}",
+                                state.name,
+                                describe(&other),
+                                truncated(&other)
+                            ),
+                        )
+                        .into());
+                    }
+                };
+                if items.len() > MAX_FOREACH_ITEMS {
+                    return Err(state_error(
+                        error_types::INVALID_VALUE,
+                        format!(
+                            "`foreach` of state `{}` yielded {} items; the limit is {MAX_FOREACH_ITEMS}",
+                            state.name,
+                            items.len()
+                        ),
+                    )
+                    .into());
+                }
+                // Render every input before starting any child, so a bad item starts none.
+                let mut keys = Vec::new();
+                let mut seen = HashSet::new();
+                let mut inputs = Vec::with_capacity(items.len());
+                for (index, item) in items.into_iter().enumerate() {
+                    let item_vars = vars
+                        .clone()
+                        .with(as_var.clone(), Root::Value(Arc::new(item)));
+                    if let Some(key) = key {
+                        let rendered = templates.render(key, &item_vars).map_err(template_error)?;
+                        let key = key_text(&rendered).ok_or_else(|| {
+                            state_error(
+                                error_types::INVALID_VALUE,
+                                format!(
+                                    "the `key` of item {index} in state `{}` must be a string or a number, got {}",
+                                    state.name,
+                                    describe(&rendered)
+                                ),
+                            )
+                        })?;
+                        if !seen.insert(key.clone()) {
+                            return Err(state_error(
+                                error_types::INVALID_VALUE,
+                                format!(
+                                    "the `key` `{key}` of item {index} in state `{}` repeats an earlier item's key",
+                                    state.name
+                                ),
+                            )
+                            .into());
+                        }
+                        keys.push(key);
+                    }
+                    inputs.push(
+                        input
+                            .render_map(templates, &item_vars)
+                            .map_err(template_error)?,
+                    );
+                }
+                drop(vars);
+                let handles = inputs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, input)| {
+                        let id = ids::child_execution_id(
+                            &self.id,
+                            step,
+                            &state.name,
+                            &index.to_string(),
+                        );
+                        self.spawn(child, id, input)
+                    })
+                    .collect();
+                let outputs = self.collect(state, handles, *mode, *timeout).await?;
+                Ok(if key.is_some() {
+                    Value::Object(
+                        outputs
+                            .into_iter()
+                            .map(|(index, value)| (keys[index].clone(), value))
+                            .collect(),
+                    )
+                } else {
+                    Value::Array(outputs.into_iter().map(|(_, value)| value).collect())
+                })
+            }
+        }
+    }
+
+    pub(super) fn spawn(&self, child: &ChildRef, id: String, input: JsonMap) -> ChildTask {
+        ChildTask::spawn(
+            &self.prepared,
+            child,
+            id,
+            self.as_parent(),
+            input,
+            self.resumed,
+        )
+    }
+
+    /// Waits for children as `mode` says: all of them (`settled`), or the first (`any`, the
+    /// rest finish in the background). Failed children become error entries.
+    async fn collect(
+        &mut self,
+        state: &StateDef,
+        handles: Vec<ChildTask>,
+        mode: Mode,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<(usize, Value)>, StateFailure> {
+        self.observe_fan_out(state, handles.len());
+        // On a timeout the unfinished handles are dropped, which stops their children.
+        match mode {
+            Mode::Settled => {
+                let Some(reports) =
+                    within(timeout, join_all(self.observe_children(state, handles))).await
+                else {
+                    return Err(timed_out(state, timeout.unwrap_or_default()).into());
+                };
+                Ok(reports
+                    .into_iter()
+                    .map(joined)
+                    .enumerate()
+                    .map(|(index, report)| (index, self.take_output(report)))
+                    .collect())
+            }
+            Mode::Any => {
+                if handles.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let Some((first, index, rest)) = within(timeout, select_all(handles)).await else {
+                    return Err(timed_out(state, timeout.unwrap_or_default()).into());
+                };
+                self.background.extend(rest);
+                let report = joined(first);
+                self.observe_child(state, &report);
+                Ok(vec![(index, self.take_output(report))])
+            }
+        }
+    }
+
+    fn take_output(&mut self, report: ChildReport) -> Value {
+        self.api_calls += report.api_calls;
+        self.cost += report.cost;
+        match report.result {
+            Ok(output) => output,
+            Err(error) => error_entry(&error),
+        }
+    }
+}
+
+fn key_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn truncated(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+/// Runs one child machine to the end and leaves its output (or its error) at
+/// `flatagents://{execution_id}/result`.
+pub(crate) fn child_task(
+    prepared: Arc<Prepared>,
+    machine: MachineId,
+    name: String,
+    execution_id: String,
+    parent: Parent,
+    input: JsonMap,
+    resume: bool,
+) -> Pin<Box<dyn Future<Output = ChildReport> + Send>> {
+    Box::pin(async move {
+        if let Some(invoker) = prepared.invoker.clone() {
+            let request = InvokeRequest {
+                machine: name,
+                execution_id: execution_id.clone(),
+                parent_execution_id: Some(parent.id),
+                input,
+            };
+            let result = match invoker.invoke(request, &*prepared.results, None).await {
+                Ok(Value::Object(map)) if map.contains_key("_error") => Err(StateError {
+                    error_type: map
+                        .get("_error_type")
+                        .and_then(Value::as_str)
+                        .unwrap_or(error_types::INTERNAL)
+                        .to_owned(),
+                    message: map
+                        .get("_error")
+                        .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_owned))
+                        .unwrap_or_default(),
+                }),
+                Ok(output) => Ok(output),
+                Err(e) => Err(backend_error(e)),
+            };
+            return ChildReport {
+                execution_id,
+                result,
+                api_calls: 0,
+                cost: 0.0,
+            };
+        }
+        let begin = if resume {
+            match load_latest(&*prepared.persistence, &execution_id).await {
+                Ok(Some(snapshot)) => Begin::Snapshot(Box::new(snapshot)),
+                Ok(None) => Begin::Fresh(input),
+                // The pointer commits a checkpoint: snapshots without one were written by a
+                // child stopped before its first checkpoint completed, so it starts afresh.
+                Err(CheckpointError::MissingPointer { .. }) => Begin::Fresh(input),
+                Err(e) => {
+                    return ChildReport {
+                        execution_id,
+                        result: Err(super::resume::child_checkpoint_error(e)),
+                        api_calls: 0,
+                        cost: 0.0,
+                    };
+                }
+            }
+        } else {
+            Begin::Fresh(input)
+        };
+        let resumed = matches!(begin, Begin::Snapshot(_));
+        let outcome = Execution::new(
+            Arc::clone(&prepared),
+            machine,
+            execution_id.clone(),
+            Some(parent),
+            resumed,
+        )
+        .execute(begin, None)
+        .await;
+        let (mut result, api_calls, cost) = match outcome {
+            Ok(outcome) => {
+                let result = match outcome.status {
+                    RunStatus::Completed => Ok(outcome.output),
+                    RunStatus::StepLimit { limit, state } => Err(state_error(
+                        error_types::STEP_LIMIT,
+                        format!(
+                            "machine `{name}` stopped at its step limit of {limit} before state `{state}`"
+                        ),
+                    )),
+                };
+                (result, outcome.total_api_calls, outcome.total_cost)
+            }
+            Err(RunError::Failed { state, error, .. }) => {
+                let place = state
+                    .map(|s| format!(" in state `{s}`"))
+                    .unwrap_or_default();
+                let error = StateError {
+                    message: format!("machine `{name}` failed{place}: {}", error.message),
+                    error_type: error.error_type,
+                };
+                (Err(error), 0, 0.0)
+            }
+            Err(other) => (Err(other.as_state_error()), 0, 0.0),
+        };
+        let payload = match &result {
+            Ok(output) => output.clone(),
+            Err(error) => error_entry(error),
+        };
+        let uri = result_uri(&execution_id, "result");
+        if let Err(e) = prepared.results.write(&uri, payload).await {
+            tracing::warn!(child = %execution_id, error = %e, "could not write the child's result");
+            if result.is_ok() {
+                result = Err(backend_error(e));
+            }
+        }
+        ChildReport {
+            execution_id,
+            result,
+            api_calls,
+            cost,
+        }
+    })
+}

@@ -1,0 +1,320 @@
+//! Running a machine: the step loop.
+//!
+//! Per step: checkpoint `state_enter` → hook `on_state_enter` → checkpoint `execute` → the
+//! state's work → checkpoint `state_exit` → hook `on_state_exit` → stop if final → the first
+//! transition whose condition holds → hook `on_transition` (may redirect).
+
+mod children;
+mod ids;
+mod resume;
+mod state;
+mod step_loop;
+mod telemetry;
+
+use std::sync::Arc;
+
+use futures::stream::FuturesUnordered;
+use serde_json::Value;
+use tracing::Instrument;
+
+use flatmachines_core::hooks::HookError;
+use flatmachines_core::{ExecutionLock, JsonMap, LaunchIntent, StateError};
+use flatmachines_expr::{Binding, Scope};
+
+use crate::checkpoint::CheckpointWriter;
+use crate::definition::{MachineDef, MachineId, MachineSet};
+use crate::error::{RunError, error_types, state_error};
+use crate::runtime::Prepared;
+
+pub use ids::new_execution_id;
+pub(crate) use resume::Begin;
+pub use resume::ResumeFailure;
+
+/// Options of one run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// The execution id (default: a new UUID).
+    pub execution_id: Option<String>,
+    /// The step limit, over `settings.max_steps` and the default of 1000.
+    pub max_steps: Option<u64>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RunStatus {
+    /// A final state was reached.
+    Completed,
+    /// The step limit was reached first; the run can be resumed with a higher limit.
+    StepLimit {
+        /// The limit.
+        limit: u64,
+        /// The state the run would have entered next.
+        state: String,
+    },
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutcome {
+    /// The execution id.
+    pub execution_id: String,
+    /// The final state's output (`{}` when it has none, or when the run stopped early).
+    pub output: Value,
+    /// Completed, or stopped at the step limit.
+    pub status: RunStatus,
+    /// States executed.
+    pub steps: u64,
+    /// Agent calls, children included.
+    pub total_api_calls: u64,
+    /// Agent cost, children included.
+    pub total_cost: f64,
+}
+
+impl RunOutcome {
+    /// Whether a final state was reached.
+    pub fn is_completed(&self) -> bool {
+        self.status == RunStatus::Completed
+    }
+}
+
+/// A state failure; `fatal` ones (a checkpoint that could not be written) skip `on_error`.
+pub(crate) struct StateFailure {
+    pub(crate) error: StateError,
+    pub(crate) fatal: bool,
+}
+
+impl From<StateError> for StateFailure {
+    fn from(error: StateError) -> Self {
+        StateFailure {
+            error,
+            fatal: false,
+        }
+    }
+}
+
+/// Where a child execution sits: its parent, and the key of the execution lock its run tree
+/// holds (the root's id).
+pub(crate) struct Parent {
+    pub(crate) id: String,
+    pub(crate) lock_key: Arc<str>,
+}
+
+/// What a finished child reports to its parent.
+pub(crate) struct ChildReport {
+    pub(crate) execution_id: String,
+    pub(crate) result: Result<Value, StateError>,
+    pub(crate) api_calls: u64,
+    pub(crate) cost: f64,
+}
+
+pub(crate) async fn run_root(
+    prepared: Arc<Prepared>,
+    input: JsonMap,
+    options: RunOptions,
+) -> Result<RunOutcome, RunError> {
+    let execution_id = match options.execution_id {
+        Some(id) => {
+            ids::check_execution_id(&id).map_err(RunError::Input)?;
+            id
+        }
+        None => new_execution_id(),
+    };
+    Execution::new(prepared, 0, execution_id, None, false)
+        .execute(Begin::Fresh(input), options.max_steps)
+        .await
+}
+
+pub(crate) async fn resume_root(
+    prepared: Arc<Prepared>,
+    execution_id: &str,
+    max_steps: Option<u64>,
+) -> Result<RunOutcome, RunError> {
+    ids::check_execution_id(execution_id).map_err(RunError::Input)?;
+    Execution::new(prepared, 0, execution_id.to_owned(), None, true)
+        .execute(Begin::Latest, max_steps)
+        .await
+}
+
+/// One execution of one machine.
+pub(crate) struct Execution {
+    prepared: Arc<Prepared>,
+    set: Arc<MachineSet>,
+    machine: MachineId,
+    id: String,
+    parent_id: Option<String>,
+    /// The key of the execution lock the run tree holds (the root's id), confirmed before
+    /// every checkpoint.
+    lock_key: Arc<str>,
+    api_calls: u64,
+    cost: f64,
+    outbox: Vec<LaunchIntent>,
+    /// Launched children and the rest of an `any` fan-out; dropped with the execution.
+    background: FuturesUnordered<children::ChildTask>,
+    checkpoints: Option<CheckpointWriter>,
+    /// Resumed from a checkpoint: children it starts may have run before and are resumed (or
+    /// their stored output reused) rather than started afresh.
+    resumed: bool,
+}
+
+impl Execution {
+    pub(crate) fn new(
+        prepared: Arc<Prepared>,
+        machine: MachineId,
+        id: String,
+        parent: Option<Parent>,
+        resumed: bool,
+    ) -> Execution {
+        let lock_key = parent
+            .as_ref()
+            .map_or_else(|| Arc::from(id.as_str()), |p| Arc::clone(&p.lock_key));
+        let parent_id = parent.map(|p| p.id);
+        let set = Arc::clone(&prepared.set);
+        let definition = &set.machines[machine];
+        let checkpoints = definition.checkpoints.enabled.then(|| {
+            CheckpointWriter::new(
+                Arc::clone(&prepared.persistence),
+                &id,
+                &definition.name,
+                &definition.config.spec_version,
+                parent_id.as_deref(),
+                definition.checkpoints.warn_bytes,
+            )
+        });
+        Execution {
+            prepared,
+            set,
+            machine,
+            id,
+            parent_id,
+            lock_key,
+            api_calls: 0,
+            cost: 0.0,
+            outbox: Vec::new(),
+            background: FuturesUnordered::new(),
+            checkpoints,
+            resumed,
+        }
+    }
+
+    /// Runs the execution from its start or from a snapshot. The root of a run tree holds the
+    /// execution lock for the whole tree; its children run under it.
+    pub(crate) async fn execute(
+        mut self,
+        begin: Begin,
+        max_steps: Option<u64>,
+    ) -> Result<RunOutcome, RunError> {
+        let set = Arc::clone(&self.set);
+        let definition = &set.machines[self.machine];
+        let guard = if self.is_root() {
+            match self.prepared.lock.acquire(&self.id).await {
+                Ok(true) => Some(LockGuard {
+                    held: Some((Arc::clone(&self.prepared.lock), self.id.clone())),
+                }),
+                Ok(false) => {
+                    return Err(RunError::LockHeld {
+                        execution_id: self.id.clone(),
+                    });
+                }
+                Err(e) => return Err(self.failure(definition, None, backend_error(e))),
+            }
+        } else {
+            None
+        };
+        self.observe_start(definition);
+        let span = self.run_span(definition);
+        let result = async {
+            match self.begin(definition, begin).await {
+                Ok(start) => self.drive(definition, start, max_steps).await,
+                Err(e) => Err(e),
+            }
+        }
+        .instrument(span)
+        .await;
+        // Launched children have as much right to finish as their parent (the reference waits
+        // for them too, even when the parent failed).
+        self.drain_background().await;
+        self.observe_finish(definition, &result);
+        if let Some(guard) = guard {
+            guard.release().await;
+        }
+        result
+    }
+
+    fn is_root(&self) -> bool {
+        self.parent_id.is_none()
+    }
+
+    /// This execution as the parent of a child it starts.
+    fn as_parent(&self) -> Parent {
+        Parent {
+            id: self.id.clone(),
+            lock_key: Arc::clone(&self.lock_key),
+        }
+    }
+
+    fn failure(&self, definition: &MachineDef, state: Option<&str>, error: StateError) -> RunError {
+        RunError::Failed {
+            machine: definition.name.clone(),
+            state: state.map(str::to_owned),
+            execution_id: self.id.clone(),
+            error,
+        }
+    }
+}
+
+/// Holds the root's execution lock; releases it even when the run is dropped half-way (a
+/// cancelled task, an aborted caller), so the execution can be resumed in this process.
+struct LockGuard {
+    held: Option<(Arc<dyn ExecutionLock>, String)>,
+}
+
+impl LockGuard {
+    async fn release(mut self) {
+        if let Some((lock, key)) = self.held.take() {
+            release(lock, key).await;
+        }
+    }
+}
+
+async fn release(lock: Arc<dyn ExecutionLock>, key: String) {
+    if let Err(e) = lock.release(&key).await {
+        tracing::warn!(execution_id = %key, error = %e, "could not release the execution lock");
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if let (Some((lock, key)), Ok(runtime)) =
+            (self.held.take(), tokio::runtime::Handle::try_current())
+        {
+            runtime.spawn(release(lock, key));
+        }
+    }
+}
+
+pub(crate) fn backend_error(error: flatmachines_core::Error) -> StateError {
+    state_error(error_types::BACKEND, error.to_string())
+}
+
+pub(crate) fn hook_error(hook: &str, error: HookError) -> StateError {
+    state_error(error_types::HOOK, format!("hook `{hook}` failed: {error}"))
+}
+
+static NULL: Value = Value::Null;
+
+/// The variables a transition condition reads.
+pub(super) struct ConditionScope<'a> {
+    pub(super) context: &'a JsonMap,
+    pub(super) output: Option<&'a Value>,
+}
+
+impl Scope for ConditionScope<'_> {
+    fn lookup(&self, name: &str) -> Option<Binding<'_>> {
+        match name {
+            "context" | "input" => Some(Binding::Object(self.context)),
+            "output" => Some(Binding::Value(self.output.unwrap_or(&NULL))),
+            _ => None,
+        }
+    }
+}

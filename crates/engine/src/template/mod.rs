@@ -1,0 +1,278 @@
+//! Templates: Jinja syntax rendered by minijinja, with the reference's value rules.
+//!
+//! - A string without `{{` or `{%` that is a dotted path under `context`, `input` or `output`
+//!   (`output.items`) is a *path reference*: it yields the raw value, not text.
+//! - Any other string without `{{`/`{%` is a literal.
+//! - Everything else is rendered; the text is parsed as JSON when it parses, so
+//!   `"{{ context.n + 1 }}"` is a number. Lists and objects print as JSON, booleans as
+//!   `true`/`false` and null as `null`.
+//!
+//! Templates are compiled once, when the config loads.
+
+mod json;
+mod tree;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use minijinja::value::{Object, Value as MjValue};
+use minijinja::{AutoEscape, Environment, Error as MjError, ErrorKind, Output, State};
+use serde_json::Value;
+
+pub(crate) use json::{Node, Root, python_json};
+pub(crate) use tree::TemplateTree;
+
+/// Rendering a template failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RenderError {
+    /// The field holding the template.
+    pub(crate) location: Arc<str>,
+    /// What went wrong, with the template line.
+    pub(crate) message: String,
+}
+
+/// The variables a template sees.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Vars {
+    entries: Vec<(Cow<'static, str>, Root)>,
+}
+
+impl Vars {
+    /// `input` only: the initial context is rendered from the machine input.
+    pub(crate) fn input(input: Arc<serde_json::Map<String, Value>>) -> Vars {
+        Vars {
+            entries: vec![(Cow::Borrowed("input"), Root::Map(input))],
+        }
+    }
+
+    /// `context`, with `input` as the same object, as inside states.
+    pub(crate) fn state(context: Arc<serde_json::Map<String, Value>>) -> Vars {
+        Vars {
+            entries: vec![
+                (Cow::Borrowed("context"), Root::Map(Arc::clone(&context))),
+                (Cow::Borrowed("input"), Root::Map(context)),
+            ],
+        }
+    }
+
+    /// Adds (or replaces) a variable.
+    pub(crate) fn with(mut self, name: impl Into<Cow<'static, str>>, root: Root) -> Vars {
+        let name = name.into();
+        self.entries.retain(|(n, _)| *n != name);
+        self.entries.push((name, root));
+        self
+    }
+
+    fn get(&self, name: &str) -> Option<&Root> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, root)| root)
+    }
+}
+
+#[derive(Debug)]
+struct VarsObject(Vars);
+
+impl Object for VarsObject {
+    fn get_value(self: &Arc<Self>, key: &MjValue) -> Option<MjValue> {
+        self.get_value_by_str(key.as_str()?)
+    }
+
+    fn get_value_by_str(self: &Arc<Self>, key: &str) -> Option<MjValue> {
+        self.0.get(key).map(json::root_value)
+    }
+}
+
+/// One compiled template string.
+#[derive(Debug, Clone)]
+pub(crate) struct Template {
+    /// The template's name in the environment.
+    name: Arc<str>,
+    /// The field it came from, for messages.
+    location: Arc<str>,
+    /// `{{ a.b.c }}` and nothing else: resolved without minijinja.
+    fast_path: Option<Box<[Box<str>]>>,
+}
+
+/// All templates of a set of machines, compiled into one environment.
+#[derive(Debug)]
+pub(crate) struct TemplateEngine {
+    env: Environment<'static>,
+    next_id: usize,
+}
+
+impl Default for TemplateEngine {
+    fn default() -> Self {
+        TemplateEngine::new()
+    }
+}
+
+impl TemplateEngine {
+    pub(crate) fn new() -> TemplateEngine {
+        let mut env = Environment::new();
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+        env.set_formatter(format_value);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_filter("fromjson", fromjson);
+        TemplateEngine { env, next_id: 0 }
+    }
+
+    /// Compiles `source`. `location` names the field in errors.
+    pub(crate) fn compile(&mut self, source: &str, location: &str) -> Result<Template, String> {
+        let name: Arc<str> = format!("t{}:{location}", self.next_id).into();
+        self.next_id += 1;
+        self.env
+            .add_template_owned(name.to_string(), source.to_owned())
+            .map_err(|e| describe(&e))?;
+        Ok(Template {
+            name,
+            location: location.into(),
+            fast_path: fast_path(source),
+        })
+    }
+
+    /// Renders `template` with `vars`, applying the JSON rule.
+    pub(crate) fn render(&self, template: &Template, vars: &Vars) -> Result<Value, RenderError> {
+        if let Some(value) = template
+            .fast_path
+            .as_deref()
+            .and_then(|p| resolve_fast(p, vars))
+        {
+            return Ok(value);
+        }
+        self.render_with_minijinja(template, vars)
+    }
+
+    fn render_with_minijinja(
+        &self,
+        template: &Template,
+        vars: &Vars,
+    ) -> Result<Value, RenderError> {
+        let error = |message| RenderError {
+            location: Arc::clone(&template.location),
+            message,
+        };
+        let compiled = self
+            .env
+            .get_template(&template.name)
+            .map_err(|e| error(describe(&e)))?;
+        let text = compiled
+            .render(MjValue::from_object(VarsObject(vars.clone())))
+            .map_err(|e| error(describe(&e)))?;
+        Ok(json::parse_rendered(text))
+    }
+}
+
+/// `{{ a.b }}` with nothing around it: the path's segments.
+fn fast_path(source: &str) -> Option<Box<[Box<str>]>> {
+    let inner = source.strip_prefix("{{")?.strip_suffix("}}")?.trim();
+    let segments: Vec<Box<str>> = inner.split('.').map(Box::from).collect();
+    let valid = segments.iter().all(|s| {
+        let mut chars = s.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    });
+    let keyword = matches!(
+        segments.first().map(|s| &**s),
+        Some("true" | "false" | "none" | "True" | "False" | "None" | "loop" | "self")
+    );
+    (valid && !keyword).then(|| segments.into_boxed_slice())
+}
+
+/// What minijinja would produce for a plain path, when that is certain; `None` sends the
+/// template down the general path (missing roots and non-object intermediates, whose
+/// errors minijinja words).
+fn resolve_fast(path: &[Box<str>], vars: &Vars) -> Option<Value> {
+    let (first, rest) = path.split_first()?;
+    let mut node = vars.get(first)?.value();
+    for (index, segment) in rest.iter().enumerate() {
+        match node {
+            Node::Map(map) => match map.get(&**segment) {
+                Some(value) => node = Node::of(value),
+                // A missing last key is undefined, which prints as "".
+                None if index + 1 == rest.len() => return Some(Value::String(String::new())),
+                None => return None,
+            },
+            Node::Other(_) => return None,
+        }
+    }
+    Some(match node {
+        Node::Other(Value::String(s)) => json::parse_rendered(s.clone()),
+        other => other.to_value(),
+    })
+}
+
+fn format_value(out: &mut Output, state: &State, value: &MjValue) -> Result<(), MjError> {
+    use minijinja::value::ValueKind;
+    let write = |out: &mut Output, text: &str| {
+        out.write_str(text)
+            .map_err(|e| MjError::new(ErrorKind::WriteFailure, e.to_string()))
+    };
+    if let Some(view) = value.downcast_object_ref::<json::JsonView>() {
+        return write(out, &view.python_json());
+    }
+    match value.kind() {
+        ValueKind::Undefined => Ok(()),
+        ValueKind::None => write(out, "null"),
+        ValueKind::Bool => write(out, if value.is_true() { "true" } else { "false" }),
+        ValueKind::Number => write(out, &serde_json::to_string(value).unwrap_or_default()),
+        ValueKind::Seq | ValueKind::Map => write(out, &python_json(value)),
+        _ => minijinja::escape_formatter(out, state, value),
+    }
+}
+
+fn fromjson(value: MjValue) -> Result<MjValue, MjError> {
+    let Some(text) = value.as_str() else {
+        // Already structured (the reference would fail; passing it through is kinder).
+        return Ok(value);
+    };
+    serde_json::from_str::<Value>(text)
+        .map(MjValue::from_serialize)
+        .map_err(|e| {
+            MjError::new(
+                ErrorKind::InvalidOperation,
+                format!("fromjson: the text is not valid JSON ({e})"),
+            )
+        })
+}
+
+/// A one-line description of a minijinja error, with its line.
+fn describe(error: &MjError) -> String {
+    let mut message = match (error.detail(), error.kind()) {
+        (Some(detail), kind) => format!("{}: {detail}", kind_name(kind)),
+        (None, ErrorKind::UndefinedError) => {
+            "undefined value: a field was read from something that does not exist".to_owned()
+        }
+        (None, kind) => kind_name(kind).to_owned(),
+    };
+    if let Some(line) = error.line() {
+        message.push_str(&format!(" (line {line})"));
+    }
+    message
+}
+
+fn kind_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::SyntaxError => "syntax error",
+        ErrorKind::UndefinedError => "undefined value",
+        ErrorKind::UnknownFilter => "unknown filter",
+        ErrorKind::UnknownTest => "unknown test",
+        ErrorKind::UnknownFunction => "unknown function",
+        ErrorKind::UnknownMethod => "unknown method",
+        ErrorKind::InvalidOperation => "invalid operation",
+        ErrorKind::BadEscape => "bad string escape",
+        ErrorKind::TooManyArguments => "too many arguments",
+        ErrorKind::MissingArgument => "missing argument",
+        ErrorKind::NonKey => "not a valid key",
+        ErrorKind::NonPrimitive => "not a primitive value",
+        ErrorKind::CannotUnpack => "cannot unpack",
+        _ => "template error",
+    }
+}
+
+#[cfg(test)]
+mod tests;
