@@ -31,7 +31,6 @@
 //! execution lock: `locking: s3` is refused; without `settings.backends.locking` a run has
 //! none, so run one runner per execution or take the lock from `redis` or `postgres`.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use flatmachines_core::{ExecutionLock, PersistenceBackend};
@@ -45,6 +44,25 @@ mod redis_store;
 mod s3_store;
 #[cfg(feature = "sqlite")]
 mod sqlite_store;
+
+/// The server URL a config's backend names: its settings option, else the environment
+/// variable (when set and not empty), else the local default.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+fn configured_url(request: &BackendRequest<'_>, option: &str, env: &str, default: &str) -> String {
+    request
+        .option(option)
+        .map(str::to_owned)
+        .unwrap_or_else(|| env_url(env, default))
+}
+
+/// The URL in environment variable `env` when set and not empty, else `default`.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+fn env_url(env: &str, default: &str) -> String {
+    std::env::var(env)
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
 
 /// The in-memory backends.
 #[cfg(feature = "memory")]
@@ -203,13 +221,13 @@ pub fn open_persistence(url: &str) -> Result<Arc<dyn PersistenceBackend>, OpenEr
 }
 
 #[cfg(feature = "local")]
-fn local_dir(url: &str, rest: &str) -> Result<PathBuf, OpenError> {
+fn local_dir(url: &str, rest: &str) -> Result<std::path::PathBuf, OpenError> {
     if rest.is_empty() {
         return Err(OpenError::NotAUrl {
             url: url.to_owned(),
         });
     }
-    Ok(Path::new(rest).to_path_buf())
+    Ok(std::path::PathBuf::from(rest))
 }
 
 /// Opens the backends configs name (`persistence: {backend: local}`, `settings.backends`):

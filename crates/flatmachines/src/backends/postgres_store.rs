@@ -29,13 +29,7 @@ pub(super) fn open_store(url: &str) -> Result<Store, OpenError> {
 /// `settings.backends.postgres_schema`, else of the URL, else `flatmachines`. Every backend
 /// of the process naming one server and schema shares one pool.
 pub(super) fn store(request: &BackendRequest<'_>) -> Result<PostgresStore, String> {
-    let url = match request.option("postgres_url") {
-        Some(url) => url.to_owned(),
-        None => std::env::var(URL_ENV)
-            .ok()
-            .filter(|url| !url.is_empty())
-            .unwrap_or_else(|| DEFAULT_URL.to_owned()),
-    };
+    let url = super::configured_url(request, "postgres_url", URL_ENV, DEFAULT_URL);
     let mut config = PostgresConfig::from_url(&url).map_err(|e| e.to_string())?;
     if let Some(schema) = request.option("postgres_schema") {
         config = config.with_schema(schema).map_err(|e| e.to_string())?;
@@ -56,10 +50,7 @@ mod tests {
     /// its checkpoints and result land in the schema its settings give.
     #[tokio::test]
     async fn configs_choose_postgres_by_name() {
-        let url = std::env::var(URL_ENV)
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| DEFAULT_URL.to_owned());
+        let url = super::super::env_url(URL_ENV, DEFAULT_URL);
         // Unique per run, so parallel runs on one server never share a schema.
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -24,13 +24,7 @@ pub(super) fn open_store(url: &str) -> Result<Store, OpenError> {
 /// `settings.backends.redis_url`, else of `FLATMACHINES_REDIS_URL`, else the local default;
 /// the namespace of `settings.backends.redis_namespace`, else of the URL, else the default.
 pub(super) fn client(request: &BackendRequest<'_>) -> Result<RedisClient, String> {
-    let url = match request.option("redis_url") {
-        Some(url) => url.to_owned(),
-        None => std::env::var(URL_ENV)
-            .ok()
-            .filter(|url| !url.is_empty())
-            .unwrap_or_else(|| DEFAULT_URL.to_owned()),
-    };
+    let url = super::configured_url(request, "redis_url", URL_ENV, DEFAULT_URL);
     let mut config = RedisConfig::from_url(&url).map_err(|e| e.to_string())?;
     if let Some(namespace) = request.option("redis_namespace") {
         config = config
@@ -53,10 +47,7 @@ mod tests {
     /// checkpoints land in the namespace its settings give.
     #[tokio::test]
     async fn configs_choose_redis_by_name() {
-        let url = std::env::var(URL_ENV)
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| DEFAULT_URL.to_owned());
+        let url = super::super::env_url(URL_ENV, DEFAULT_URL);
         let namespace = format!("flatmachines:facade-{}", &uuid_like(std::process::id()));
         let probe = RedisClient::new(
             RedisConfig::from_url(&url)
