@@ -65,6 +65,12 @@ static CASES: &[Case<LockFactory>] = &[
         cross_process_exclusion
     ),
     case!(
+        "ensure_held_confirms_a_held_key",
+        "ensure_held answers Ok at once for a key the caller holds, also after others tried it (clause 6)",
+        [],
+        ensure_held_confirms_a_held_key
+    ),
+    case!(
         "lease_expiry",
         "a holder that goes away without releasing loses the key within its lease (clause 5)",
         [Exclusion, LeaseExpiry],
@@ -147,6 +153,24 @@ async fn reacquire_after_release(env: E<'_>) -> CaseResult {
         release(other, "exec-1").await?;
     }
     Ok(())
+}
+
+async fn ensure_held_confirms_a_held_key(env: E<'_>) -> CaseResult {
+    let (first, second) = pair(&env).await?;
+    ensure!(
+        acquire(&first, "exec-1").await?,
+        "acquire of a free key returned false"
+    );
+    first
+        .ensure_held("exec-1")
+        .map_err(|e| format!("clause 6: ensure_held right after acquire: {e}"))?;
+    // A refused (or, without exclusion, granted) attempt by another holder takes nothing away.
+    acquire(&second, "exec-1").await?;
+    first
+        .ensure_held("exec-1")
+        .map_err(|e| format!("clause 6: ensure_held after another holder's acquire: {e}"))?;
+    release(&first, "exec-1").await?;
+    release(&second, "exec-1").await
 }
 
 async fn exclusive_between_holders(env: E<'_>) -> CaseResult {

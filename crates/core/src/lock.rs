@@ -22,8 +22,11 @@ use crate::Result;
 ///    it still holds the key, and fails with [`Error::LockLost`](crate::Error::LockLost) once it
 ///    knows it lost the key (another holder has it) or can no longer be sure it holds it (its
 ///    lease could not be renewed in time). It answers from what the holder already knows,
-///    without waiting on I/O, so callers can ask before every write the lock protects. Locks
-///    without leases never lose a key and keep the default, which always answers `Ok(())`.
+///    without waiting on I/O, so callers can ask before every write the lock protects. A key
+///    taken by another holder stays lost; a holder only unsure of its lease may answer
+///    `Ok(())` again once a later renewal confirms it still holds the key. For a key the caller
+///    never acquired, or released, the answer is the backend's to choose. Locks without
+///    leases never lose a key and keep the default, which always answers `Ok(())`.
 ///
 /// The in-memory `NoOpLock` is the one deliberate exception to clause 2: it is for runs whose
 /// exclusion is handled elsewhere (or not needed) and always grants the lock. The conformance
