@@ -14,10 +14,10 @@ use flatmachines_conformance::{
     WorkFactory, suites,
 };
 use flatmachines_core::{
-    Error, ExecutionLock, PersistenceBackend, PushOptions, Result, WorkBackend, WorkItem, WorkPool,
-    WorkStatus, validate_prefix,
+    Error, ExecutionLock, PersistenceBackend, PushOptions, Result, WorkBackend, WorkCounts,
+    WorkItem, WorkPool, WorkStatus, validate_prefix,
 };
-use flatmachines_memory::{MemoryBackend, NoOpLock};
+use flatmachines_memory::{MemoryBackend, MemoryWorkBackend, NoOpLock};
 use serde_json::Value;
 
 /// The names of the failed cases, sorted.
@@ -114,6 +114,20 @@ impl WorkPool for RacyPool {
             .count() as u64)
     }
 
+    async fn counts(&self) -> Result<WorkCounts> {
+        let items = self.items.lock().unwrap();
+        let mut counts = WorkCounts::default();
+        for item in items.iter() {
+            match item.status {
+                WorkStatus::Pending => counts.pending += 1,
+                WorkStatus::Claimed => counts.claimed += 1,
+                WorkStatus::Done => counts.done += 1,
+                WorkStatus::Poisoned => counts.poisoned += 1,
+            }
+        }
+        Ok(counts)
+    }
+
     async fn release_by_worker(&self, worker_id: &str) -> Result<u64> {
         let mut items = self.items.lock().unwrap();
         let mut released = 0;
@@ -185,6 +199,85 @@ async fn the_racy_pool_is_caught_on_a_multi_threaded_runtime_too() {
         .unwrap();
     let report = case.run(&factory, &Capabilities::none()).await;
     assert!(report.outcome.is_failed(), "{report:?}");
+}
+
+/// A pool whose `counts` reports poisoned items as done; everything else is the memory pool.
+#[derive(Debug)]
+struct PoisonBlindPool(Arc<dyn WorkPool>);
+
+#[async_trait]
+impl WorkPool for PoisonBlindPool {
+    async fn push(&self, data: Value, options: PushOptions) -> Result<String> {
+        self.0.push(data, options).await
+    }
+
+    async fn claim(&self, worker_id: &str) -> Result<Option<WorkItem>> {
+        self.0.claim(worker_id).await
+    }
+
+    async fn complete(&self, item_id: &str, result: Option<Value>) -> Result<()> {
+        self.0.complete(item_id, result).await
+    }
+
+    async fn fail(&self, item_id: &str, error: Option<&str>) -> Result<()> {
+        self.0.fail(item_id, error).await
+    }
+
+    async fn size(&self) -> Result<u64> {
+        self.0.size().await
+    }
+
+    async fn counts(&self) -> Result<WorkCounts> {
+        let counts = self.0.counts().await?;
+        Ok(WorkCounts {
+            done: counts.done + counts.poisoned,
+            poisoned: 0,
+            ..counts
+        })
+    }
+
+    async fn release_by_worker(&self, worker_id: &str) -> Result<u64> {
+        self.0.release_by_worker(worker_id).await
+    }
+
+    async fn get(&self, item_id: &str) -> Result<Option<WorkItem>> {
+        self.0.get(item_id).await
+    }
+}
+
+#[derive(Debug, Default)]
+struct PoisonBlindBackend(MemoryWorkBackend);
+
+impl WorkBackend for PoisonBlindBackend {
+    fn pool(&self, name: &str) -> Arc<dyn WorkPool> {
+        Arc::new(PoisonBlindPool(self.0.pool(name)))
+    }
+}
+
+#[tokio::test]
+async fn a_pool_that_counts_poisoned_items_as_done_fails_the_counts_case() {
+    let factory = WorkFactory::shared_per_namespace(|| {
+        Arc::new(PoisonBlindBackend::default()) as Arc<dyn WorkBackend>
+    });
+    let report = flatmachines_conformance::work(&factory, &Capabilities::none()).await;
+    assert_eq!(
+        failed(&report),
+        ["counts_follow_every_transition"],
+        "{report}"
+    );
+    let text = report.to_string();
+    assert!(
+        text.contains("clause 9: counts after fail to poisoned"),
+        "{text}"
+    );
+    assert!(
+        report
+            .case("counts_are_per_pool")
+            .unwrap()
+            .outcome
+            .is_passed(),
+        "{report}"
+    );
 }
 
 /// A store whose `list` ignores its prefix and returns every key.
@@ -415,5 +508,5 @@ fn every_case_is_listed_once_per_suite_with_a_summary() {
         check(suites::work::cases()),
         check(suites::machines::cases()),
     ];
-    assert_eq!(counts, [13, 9, 9, 8, 10, 7]);
+    assert_eq!(counts, [13, 9, 9, 8, 12, 7]);
 }

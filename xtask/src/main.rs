@@ -1,7 +1,8 @@
 //! Project automation. `cargo xtask test` runs everything CI runs; `cargo xtask conformance`
 //! runs the backend conformance suites and prints their capability table; `cargo xtask
-//! schema` regenerates `spec/`.
+//! schema` regenerates `spec/`; `cargo xtask bench` writes `docs/benchmarks.md`.
 
+mod bench;
 mod s3_server;
 
 use std::env;
@@ -21,6 +22,8 @@ commands:
                      sets FLATMACHINES_TEST_<NAME>_URL for a single named backend
   schema [--check]   regenerate the JSON Schemas in spec/ from the Rust config types
                      (--check: fail if spec/ is stale instead of writing it)
+  bench [--quick]    time the bench/ workloads (in-process, CLI, Python reference,
+                     LangGraph, bare servers) and regenerate docs/benchmarks.md
 ";
 
 /// Backend names `conformance --backend` accepts; the runner decides which are in the build.
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
         Some("lint") => lint(),
         Some("conformance") => conformance(&args[1..]),
         Some("schema") => schema(args[1..].iter().any(|a| a == "--check")),
+        Some("bench") => bench::bench(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -143,6 +143,7 @@ fn options(id: &str, max_steps: Option<u64>) -> RunOptions {
     RunOptions {
         execution_id: Some(id.to_owned()),
         max_steps,
+        parent_execution_id: None,
     }
 }
 

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use flatmachines_core::{Error, PushOptions, WorkPool, WorkStatus};
+use flatmachines_core::{Error, PushOptions, WorkCounts, WorkPool, WorkStatus};
 use serde_json::json;
 
 use crate::WorkFactory;
@@ -69,6 +69,18 @@ static CASES: &[Case<WorkFactory>] = &[
         "pools of different names, or of different namespaces, share nothing; one name is one pool (clause 8)",
         [],
         pools_are_isolated
+    ),
+    case!(
+        "counts_follow_every_transition",
+        "counts after push x4, claim x3, complete, fail to poisoned, release_by_worker, and calls that change nothing; pending always equals size (clause 9)",
+        [],
+        counts_follow_every_transition
+    ),
+    case!(
+        "counts_are_per_pool",
+        "counts of two pools of one namespace, of another handle on the same pool, and of a pool in another namespace move independently; fail below max_retries moves claimed to pending (clauses 8 and 9)",
+        [],
+        counts_are_per_pool
     ),
     case!(
         "cross_process_claimers",
@@ -501,6 +513,137 @@ async fn pools_are_isolated(env: E<'_>) -> CaseResult {
     );
     ensure!(claim(&a, "w").await?.is_some(), "pool a lost its item");
     Ok(())
+}
+
+/// `pending, claimed, done, poisoned`.
+fn counts(pending: u64, claimed: u64, done: u64, poisoned: u64) -> WorkCounts {
+    WorkCounts {
+        pending,
+        claimed,
+        done,
+        poisoned,
+    }
+}
+
+/// Fails unless `pool`'s counts are `expected` and its size is their `pending`.
+async fn expect_counts(pool: &Pool, expected: WorkCounts, after: &str) -> CaseResult {
+    let got = pool.counts().await.ctx(format!("counts after {after}"))?;
+    ensure_eq!(got, expected, "clause 9: counts after {after}");
+    ensure_eq!(
+        size(pool).await?,
+        got.pending,
+        "clause 9: size, against counts().pending, after {after}"
+    );
+    Ok(())
+}
+
+async fn counts_follow_every_transition(env: E<'_>) -> CaseResult {
+    let pool = pool(&env).await?;
+    expect_counts(&pool, counts(0, 0, 0, 0), "nothing").await?;
+    for n in 0..4 {
+        push(&pool, n, retries(1)).await?;
+        expect_counts(&pool, counts(n + 1, 0, 0, 0), "a push").await?;
+    }
+    let mut held = Vec::new();
+    for (n, worker) in ["a", "a", "b"].into_iter().enumerate() {
+        let item = claim(&pool, worker).await?.ok_or("claim returned None")?;
+        held.push(item.id);
+        let n = n as u64 + 1;
+        expect_counts(&pool, counts(4 - n, n, 0, 0), &format!("claim {n}")).await?;
+    }
+    pool.complete(&held[0], Some(json!("ok")))
+        .await
+        .ctx("complete")?;
+    expect_counts(&pool, counts(1, 2, 1, 0), "complete").await?;
+    pool.fail(&held[2], Some("boom")).await.ctx("fail")?;
+    ensure_eq!(
+        status(&pool, &held[2]).await?,
+        WorkStatus::Poisoned,
+        "clause 4: max_retries 1, after one failed attempt"
+    );
+    expect_counts(&pool, counts(1, 1, 1, 1), "fail to poisoned").await?;
+    ensure_eq!(
+        pool.release_by_worker("a").await.ctx("release_by_worker")?,
+        1,
+        "clause 6: items released for worker a"
+    );
+    expect_counts(&pool, counts(2, 0, 1, 1), "release_by_worker").await?;
+    // Calls that change nothing move no count.
+    let unknown = pool.complete("no-such-item", None).await;
+    ensure!(
+        matches!(unknown, Err(Error::NotFound { .. })),
+        "clause 7: complete of an unknown item returned {unknown:?}, expected NotFound"
+    );
+    let unknown = pool.fail("no-such-item", None).await;
+    ensure!(
+        matches!(unknown, Err(Error::NotFound { .. })),
+        "clause 7: fail of an unknown item returned {unknown:?}, expected NotFound"
+    );
+    ensure_eq!(
+        pool.release_by_worker("a").await.ctx("release_by_worker")?,
+        0,
+        "clause 6: a second release"
+    );
+    expect_counts(&pool, counts(2, 0, 1, 1), "calls that change nothing").await?;
+    while claim(&pool, "c").await?.is_some() {}
+    let drained = pool.counts().await.ctx("counts")?;
+    ensure_eq!(
+        drained,
+        counts(0, 2, 1, 1),
+        "clause 9: counts once every pending item is claimed"
+    );
+    ensure_eq!(
+        drained.total(),
+        4,
+        "clause 9: every pushed item is counted once"
+    );
+    claim(&pool, "c").await?;
+    expect_counts(&pool, drained, "a claim of an empty pool").await
+}
+
+async fn counts_are_per_pool(env: E<'_>) -> CaseResult {
+    let namespace = env.namespace();
+    let backend = env.open(&namespace).await?;
+    let (a, b) = (backend.pool("a"), backend.pool("b"));
+    for n in 0..2 {
+        push(&a, n, PushOptions::default()).await?;
+    }
+    let id = push(&b, 9, retries(2)).await?;
+    expect_counts(&a, counts(2, 0, 0, 0), "two pushes to pool a").await?;
+    expect_counts(&b, counts(1, 0, 0, 0), "one push to pool b").await?;
+    let item = claim(&b, "w")
+        .await?
+        .ok_or("claim from pool b returned None")?;
+    ensure_eq!(item.id, id, "the item claimed from pool b");
+    expect_counts(&b, counts(0, 1, 0, 0), "a claim from pool b").await?;
+    expect_counts(&a, counts(2, 0, 0, 0), "a claim from pool b, in pool a").await?;
+    b.fail(&id, None).await.ctx("fail")?;
+    expect_counts(&b, counts(1, 0, 0, 0), "fail of attempt 1 of 2").await?;
+    let first = claim(&a, "w")
+        .await?
+        .ok_or("claim from pool a returned None")?;
+    a.complete(&first.id, None).await.ctx("complete")?;
+    expect_counts(&a, counts(1, 0, 1, 0), "claim and complete in pool a").await?;
+    expect_counts(
+        &b,
+        counts(1, 0, 0, 0),
+        "claim and complete in pool a, in pool b",
+    )
+    .await?;
+    let same = env.open(&namespace).await?.pool("a");
+    expect_counts(
+        &same,
+        counts(1, 0, 1, 0),
+        "everything so far, through another handle on pool a",
+    )
+    .await?;
+    let elsewhere = env.fresh().await?.pool("a");
+    expect_counts(
+        &elsewhere,
+        WorkCounts::default(),
+        "everything so far, in a pool `a` of another namespace",
+    )
+    .await
 }
 
 async fn cross_process_claimers(env: E<'_>) -> CaseResult {

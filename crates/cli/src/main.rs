@@ -8,9 +8,11 @@ mod graph;
 mod logging;
 #[cfg(feature = "otel")]
 mod metrics;
+mod pool;
 mod progress;
 mod run;
 mod validate;
+mod worker;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -39,6 +41,12 @@ enum Command {
     /// Inspect and prune stored checkpoints.
     #[command(subcommand)]
     Checkpoints(checkpoints::CheckpointsCommand),
+    /// Claim and process jobs of a pool until signalled (SIGTERM or Ctrl-C), with a background
+    /// heartbeat; prints one JSON line per job.
+    Worker(worker::WorkerArgs),
+    /// Enqueue jobs and inspect work pools.
+    #[command(subcommand)]
+    Pool(pool::PoolCommand),
 }
 
 /// How a command failed, and so which exit code it gets.
@@ -97,6 +105,8 @@ fn main() -> ExitCode {
             Command::Checkpoints(command) => checkpoints::run(command).await,
             Command::Graph(args) => graph::run(args),
             Command::Validate(args) => validate::run(args),
+            Command::Worker(args) => worker::run(args).await,
+            Command::Pool(command) => pool::run(command).await,
         }
     });
     progress.clear();

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use clap::Args;
 use serde_json::Value;
 
-use flatmachines::backends::open_store;
+use flatmachines::backends::{Store, open_store};
+use flatmachines::core::ResultBackend;
+use flatmachines::distributed::{Launcher, SubprocessInvoker};
 use flatmachines::{JsonMap, Machine, ResumeFailure, RunError, RunObserver, RunOptions, RunStatus};
 
 use crate::Failure;
@@ -26,8 +28,17 @@ pub(crate) struct RunArgs {
     /// Use this execution id instead of a new one.
     #[arg(long, value_name = "ID")]
     execution_id: Option<String>,
+    /// The execution that launched this one from another process. The output — or the
+    /// error — is then written to `flatagents://ID/result` on the store's shared result
+    /// backend, where the parent reads it.
+    #[arg(long, value_name = "ID", requires = "execution_id")]
+    parent_id: Option<String>,
+    /// Where child machines run: in this process, or each as its own `flatmachines run`
+    /// process sharing --store (which needs shared results: sqlite://, redis://, postgres://).
+    #[arg(long, value_enum, value_name = "WHERE", default_value_t = Launch::InProcess)]
+    launch: Launch,
     /// Continue execution ID from its latest checkpoint instead of starting a new run.
-    #[arg(long, value_name = "ID", conflicts_with_all = ["input", "input_file", "execution_id"])]
+    #[arg(long, value_name = "ID", conflicts_with_all = ["input", "input_file", "execution_id", "parent_id"])]
     resume: Option<String>,
     /// Where checkpoints go, over the machine's `persistence`: file://DIR, sqlite://PATH,
     /// redis://HOST:PORT/DB, postgres://USER@HOST:PORT/DB, s3://BUCKET/PREFIX or memory://.
@@ -39,6 +50,15 @@ pub(crate) struct RunArgs {
     /// Print the output indented over several lines.
     #[arg(long)]
     pretty: bool,
+}
+
+/// Where child machines run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Launch {
+    /// In this process.
+    InProcess,
+    /// Each in its own `flatmachines run` process.
+    Subprocess,
 }
 
 /// Runs the machine; `observers` hear the run (the progress display, metrics).
@@ -57,7 +77,30 @@ pub(crate) async fn run(
     }
     if let Some(url) = &args.store {
         let store = open_store(url).map_err(|e| Failure::Usage(e.to_string()))?;
-        builder = builder.persistence(store.persistence).lock(store.lock);
+        builder = builder
+            .persistence(Arc::clone(&store.persistence))
+            .lock(Arc::clone(&store.lock));
+        builder = flatmachines::with_distributed_hooks(builder, Some(url.clone()));
+        // Results cross processes only when a parent or a child lives in another one; in
+        // one process they stay in memory, where a child's result costs no round trip.
+        if args.launch == Launch::Subprocess {
+            let results = shared_results(url, &store)?;
+            let launcher = Launcher::new().store(url.clone());
+            builder = builder
+                .results(Arc::clone(&results))
+                .invoker(Arc::new(SubprocessInvoker::new(launcher, results)));
+        } else if args.parent_id.is_some() {
+            match shared_results(url, &store) {
+                Ok(results) => builder = builder.results(results),
+                Err(_) => tracing::warn!(
+                    "--parent-id: `{url}` has no shared result backend, so the parent cannot read this run's output from it"
+                ),
+            }
+        }
+    } else if args.launch == Launch::Subprocess {
+        return Err(Failure::Usage(
+            "--launch subprocess needs --store URL: children in other processes share its checkpoints and results (sqlite://, redis:// or postgres://)".to_owned(),
+        ));
     }
     let runner = builder
         .build()
@@ -69,6 +112,7 @@ pub(crate) async fn run(
             let options = RunOptions {
                 execution_id: args.execution_id.clone(),
                 max_steps: args.max_steps,
+                parent_execution_id: args.parent_id.clone(),
             };
             runner.run(input, options).await
         }
@@ -89,6 +133,16 @@ pub(crate) async fn run(
     };
     println!("{text}");
     Ok(())
+}
+
+/// The store's result backend when other processes can read it.
+fn shared_results(url: &str, store: &Store) -> Result<Arc<dyn ResultBackend>, Failure> {
+    match &store.results {
+        Some(results) if !url.starts_with("memory:") => Ok(Arc::clone(results)),
+        _ => Err(Failure::Usage(format!(
+            "--launch subprocess needs a store whose results other processes can read; `{url}` has none (use sqlite://, redis:// or postgres://)"
+        ))),
+    }
 }
 
 fn failure(error: RunError, machine: &Machine, args: &RunArgs) -> Failure {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use flatmachines::engine::validate::{Severity, validate_files};
+use flatmachines::engine::validate::{Severity, validate_files_for};
 
 use crate::Failure;
 
@@ -48,7 +48,10 @@ fn expand(patterns: &[String]) -> Result<Vec<PathBuf>, Failure> {
 
 pub(crate) fn run(args: ValidateArgs) -> Result<(), Failure> {
     let files = expand(&args.files)?;
-    let report = validate_files(&files);
+    // The hook classes this program registers (webhook, command, DistributedWorkerHooks, …)
+    // are as good as built in for the machines it runs.
+    let runtime = flatmachines::runtime();
+    let report = validate_files_for(&files, runtime.hook_classes());
     match args.format {
         Format::Text => {
             for diagnostic in &report.diagnostics {

@@ -215,6 +215,41 @@ impl Default for PushOptions {
     }
 }
 
+/// How many items of a pool are in each [`WorkStatus`], as [`WorkPool::counts`] reports them.
+///
+/// Items are never removed from a pool, so `total()` is every item ever pushed to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct WorkCounts {
+    /// Waiting to be claimed; always what [`WorkPool::size`] says.
+    pub pending: u64,
+    /// Held by a worker.
+    pub claimed: u64,
+    /// Completed.
+    pub done: u64,
+    /// Failed `max_retries` times.
+    pub poisoned: u64,
+}
+
+impl WorkCounts {
+    /// Every item, in whatever status. Saturates rather than overflowing.
+    pub const fn total(&self) -> u64 {
+        self.pending
+            .saturating_add(self.claimed)
+            .saturating_add(self.done)
+            .saturating_add(self.poisoned)
+    }
+
+    /// The count of `status`.
+    pub const fn get(&self, status: WorkStatus) -> u64 {
+        match status {
+            WorkStatus::Pending => self.pending,
+            WorkStatus::Claimed => self.claimed,
+            WorkStatus::Done => self.done,
+            WorkStatus::Poisoned => self.poisoned,
+        }
+    }
+}
+
 /// Named work pools.
 pub trait WorkBackend: Send + Sync + Debug {
     /// The pool called `name`, created on first use.
@@ -236,6 +271,14 @@ pub trait WorkBackend: Send + Sync + Debug {
 /// 7. `complete`, `fail` and `get` of an unknown item: the first two fail with
 ///    [`Error::NotFound`](crate::Error::NotFound), `get` returns `Ok(None)`.
 /// 8. Pools with different names share nothing.
+/// 9. `counts` reports how many items are in each status, and follows every transition:
+///    `push` adds one to `pending`; `claim` moves one from `pending` to `claimed`; `complete`
+///    moves one from `claimed` to `done`; `fail` moves one from `claimed` to `pending` or to
+///    `poisoned` (as clause 4 decides); `release_by_worker` moves every item it releases from
+///    `claimed` to `pending`. Calls that change nothing (a refused `complete`, a claim of an
+///    empty pool) change no count. `counts().pending` equals `size()`, and a pool's counts
+///    include no other pool's items (clause 8). Each implementation documents whether the four
+///    numbers are one snapshot or may mix moments of a concurrently changing pool.
 #[async_trait]
 pub trait WorkPool: Send + Sync + Debug {
     /// Adds an item and returns its id.
@@ -248,6 +291,8 @@ pub trait WorkPool: Send + Sync + Debug {
     async fn fail(&self, item_id: &str, error: Option<&str>) -> Result<()>;
     /// How many items are pending.
     async fn size(&self) -> Result<u64>;
+    /// How many items are in each status (clause 9).
+    async fn counts(&self) -> Result<WorkCounts>;
     /// Returns a lost worker's claims to the pool.
     async fn release_by_worker(&self, worker_id: &str) -> Result<u64>;
     /// An item by id, in whatever status.

@@ -1,6 +1,7 @@
 //! Starting child machines somewhere else (a queue, a subprocess, another host).
 
 use std::fmt::Debug;
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -9,6 +10,7 @@ use crate::{JsonMap, Result};
 
 /// One child machine to start.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct InvokeRequest {
     /// The child's name in the parent's `machines:` map.
     pub machine: String,
@@ -19,6 +21,26 @@ pub struct InvokeRequest {
     pub parent_execution_id: Option<String>,
     /// The rendered input.
     pub input: JsonMap,
+    /// The child's config file, when it has one of its own; `None` for a machine written
+    /// inline in its parent's `machines:` map.
+    pub config_file: Option<PathBuf>,
+}
+
+impl InvokeRequest {
+    /// A request to start `machine` as execution `execution_id` with `input`.
+    pub fn new(
+        machine: impl Into<String>,
+        execution_id: impl Into<String>,
+        input: JsonMap,
+    ) -> Self {
+        InvokeRequest {
+            machine: machine.into(),
+            execution_id: execution_id.into(),
+            parent_execution_id: None,
+            input,
+            config_file: None,
+        }
+    }
 }
 
 /// Starts child machines for `machine:`, `foreach` and `launch` states.

@@ -41,8 +41,8 @@ pub use config::{
 };
 pub use context::Context;
 pub use distributed::{
-    PushOptions, RegistrationBackend, WorkBackend, WorkItem, WorkPool, WorkStatus, WorkerFilter,
-    WorkerRecord, WorkerRegistration,
+    PushOptions, RegistrationBackend, WorkBackend, WorkCounts, WorkItem, WorkPool, WorkStatus,
+    WorkerFilter, WorkerRecord, WorkerRegistration,
 };
 pub use error::{Error, Result};
 pub use hooks::{MachineHooks, StateError};

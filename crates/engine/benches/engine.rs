@@ -59,6 +59,7 @@ fn bench_loop(bencher: Bencher, machine: &Machine) {
     let options = RunOptions {
         execution_id: None,
         max_steps: Some(STEPS),
+        parent_execution_id: None,
     };
     bencher
         .counter(ItemsCount::new(STEPS))
@@ -101,6 +102,7 @@ fn loop_steps_local_checkpoints(bencher: Bencher) {
     let options = RunOptions {
         execution_id: None,
         max_steps: Some(LOCAL_STEPS),
+        parent_execution_id: None,
     };
     bencher
         .counter(ItemsCount::new(LOCAL_STEPS))

@@ -47,6 +47,7 @@ impl Compiler<'_> {
             name: config.name().to_owned(),
             file: self.file.to_owned(),
             config_dir: self.config_dir,
+            source_file: None,
             children: self.children.clone(),
             context,
             states,

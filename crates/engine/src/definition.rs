@@ -31,6 +31,8 @@ pub(crate) struct MachineDef {
     pub(crate) file: PathBuf,
     /// Where its relative references resolve.
     pub(crate) config_dir: PathBuf,
+    /// Its own config file, canonical; `None` for machines given as a document or inline.
+    pub(crate) source_file: Option<PathBuf>,
     pub(crate) config: MachineConfig,
     /// The machines under `machines:`, by name.
     pub(crate) children: IndexMap<String, MachineId>,

@@ -125,7 +125,7 @@ impl Loader {
     }
 
     fn load(&mut self, pending: Pending) -> Result<(), ConfigError> {
-        let (document, file, dir) = match pending.source {
+        let (document, file, dir, source_file) = match pending.source {
             Source::File { display, canonical } => {
                 let text = read(&display, &canonical)?;
                 let document = parse_document(&text, &display)?;
@@ -133,9 +133,9 @@ impl Loader {
                     .parent()
                     .map(Path::to_path_buf)
                     .unwrap_or_default();
-                (document, display, dir)
+                (document, display, dir, Some(canonical))
             }
-            Source::Document { value, file, dir } => (value, file, dir),
+            Source::Document { value, file, dir } => (value, file, dir, None),
         };
         let (config, warnings) = MachineConfig::from_value(document, &file)?;
         self.warnings.extend(warnings);
@@ -149,6 +149,10 @@ impl Loader {
             engine: flatmachines_expr::ExpressionEngine::Simple,
         }
         .compile(config)?;
+        let definition = MachineDef {
+            source_file,
+            ..definition
+        };
         if let Some(slot) = self.machines.get_mut(pending.id) {
             *slot = Some(definition);
         }

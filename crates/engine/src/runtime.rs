@@ -90,6 +90,11 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The hook classes registered so far, the built-in ones included, sorted.
+    pub fn hook_classes(&self) -> Vec<&str> {
+        self.hook_types.names()
+    }
+
     /// Registers a hook type that `hooks: {class: <class>, args}` can name.
     pub fn hook_type<F>(mut self, class: &str, factory: F) -> Self
     where

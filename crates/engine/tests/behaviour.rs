@@ -46,6 +46,7 @@ fn with_id(id: &str) -> RunOptions {
     RunOptions {
         execution_id: Some(id.to_owned()),
         max_steps: None,
+        parent_execution_id: None,
     }
 }
 

@@ -31,6 +31,7 @@ async fn run_with(yaml: &str, store: Arc<MemoryBackend>, id: &str) -> Value {
     let options = RunOptions {
         execution_id: Some(id.to_owned()),
         max_steps: None,
+        parent_execution_id: None,
     };
     runtime
         .run(&machine, common::object(json!({"n": 7})), options)
@@ -209,6 +210,7 @@ data:
     let options = RunOptions {
         execution_id: Some("launcher-1".into()),
         max_steps: None,
+        parent_execution_id: None,
     };
     let outcome = runtime
         .run(&machine, Default::default(), options)
@@ -260,6 +262,7 @@ mod pruning {
         let options = RunOptions {
             execution_id: Some("busy".to_owned()),
             max_steps: Some(4),
+            parent_execution_id: None,
         };
         runtime
             .run(&unfinished, Default::default(), options)
@@ -408,6 +411,7 @@ data:
     let options = RunOptions {
         execution_id: Some("relauncher-1".into()),
         max_steps: None,
+        parent_execution_id: None,
     };
     let outcome = runtime
         .run(&machine, Default::default(), options)

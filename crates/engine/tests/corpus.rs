@@ -52,6 +52,7 @@ fn run(case: &Case) -> Value {
     let options = RunOptions {
         execution_id: Some("corpus-run".to_owned()),
         max_steps: case.max_steps,
+        parent_execution_id: None,
     };
     let outcome =
         runtime.block_on(common::test_runtime().run(&case.machine, case.input.clone(), options));

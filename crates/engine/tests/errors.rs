@@ -275,6 +275,7 @@ async fn bad_execution_ids_are_rejected() {
         let options = RunOptions {
             execution_id: Some(id.to_owned()),
             max_steps: None,
+            parent_execution_id: None,
         };
         let error = Runtime::default()
             .run(&machine, Default::default(), options)

@@ -104,6 +104,7 @@ async fn run_here(dir: &Path, id: &str) -> Value {
     let options = RunOptions {
         execution_id: Some(id.to_owned()),
         max_steps: None,
+        parent_execution_id: None,
     };
     runtime
         .run(&machine(), input(), options)
@@ -197,6 +198,7 @@ async fn write_ours(dir: &Path) {
     let options = RunOptions {
         execution_id: Some("ours".to_owned()),
         max_steps: None,
+        parent_execution_id: None,
     };
     let error = runtime.run(&machine(), input(), options).await.unwrap_err();
     assert!(

@@ -14,8 +14,9 @@
 //! `redis://127.0.0.1:6379/0`; `settings.backends.redis_namespace` overrides the namespace.
 //!
 //! `sqlite://PATH[?options]` (feature `sqlite`) keeps checkpoints and leased execution locks
-//! in one SQLite database file (WAL mode), which worker registration and work pools can share.
-//! Configs name the family as `sqlite` for persistence, locking, registration and work; the
+//! in one SQLite database file (WAL mode), which results, worker registration and work pools
+//! share. Configs name the family as `sqlite` for persistence, locking, results, registration
+//! and work; the
 //! file is `settings.backends.sqlite_path` (a path or a `sqlite://` URL), else
 //! `workers.sqlite` in the working directory.
 //!
@@ -33,7 +34,9 @@
 
 use std::sync::Arc;
 
-use flatmachines_core::{ExecutionLock, PersistenceBackend};
+use flatmachines_core::{
+    ExecutionLock, PersistenceBackend, RegistrationBackend, ResultBackend, WorkBackend,
+};
 use flatmachines_engine::{BackendProvider, BackendRequest};
 
 #[cfg(feature = "postgres")]
@@ -161,13 +164,35 @@ pub fn available_schemes() -> Vec<&'static str> {
     schemes
 }
 
-/// A checkpoint store and the execution lock that goes with it.
+/// A checkpoint store, the execution lock that goes with it, and the other backends of the
+/// same family when it has them: where launched machines leave their results, and the worker
+/// registry and work pools of distributed workers.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Store {
     /// Where checkpoints go.
     pub persistence: Arc<dyn PersistenceBackend>,
     /// The lock for executions checkpointed there.
     pub lock: Arc<dyn ExecutionLock>,
+    /// Results shared by every process using this store (`None`: the family has none).
+    pub results: Option<Arc<dyn ResultBackend>>,
+    /// Worker registration (`None`: the family has none).
+    pub registration: Option<Arc<dyn RegistrationBackend>>,
+    /// Work pools (`None`: the family has none).
+    pub work: Option<Arc<dyn WorkBackend>>,
+}
+
+impl Store {
+    /// A store with only checkpoints and a lock.
+    pub fn new(persistence: Arc<dyn PersistenceBackend>, lock: Arc<dyn ExecutionLock>) -> Self {
+        Store {
+            persistence,
+            lock,
+            results: None,
+            registration: None,
+            work: None,
+        }
+    }
 }
 
 fn split(url: &str) -> Result<(&str, &str), OpenError> {
@@ -182,8 +207,13 @@ pub fn open_store(url: &str) -> Result<Store, OpenError> {
     match scheme {
         #[cfg(feature = "memory")]
         "memory" => Ok(Store {
-            persistence: Arc::new(memory::MemoryBackend::new()),
-            lock: Arc::new(memory::NoOpLock),
+            results: Some(Arc::new(memory::MemoryResultBackend::new())),
+            registration: Some(Arc::new(memory::MemoryRegistrationBackend::new())),
+            work: Some(Arc::new(memory::MemoryWorkBackend::new())),
+            ..Store::new(
+                Arc::new(memory::MemoryBackend::new()),
+                Arc::new(memory::NoOpLock),
+            )
         }),
         #[cfg(feature = "local")]
         "file" => {
@@ -192,10 +222,10 @@ pub fn open_store(url: &str) -> Result<Store, OpenError> {
                 url: url.to_owned(),
                 source,
             };
-            Ok(Store {
-                persistence: Arc::new(local::LocalFileBackend::new(&dir).map_err(open_error)?),
-                lock: Arc::new(local::LocalFileLock::new(dir.join(".locks")).map_err(open_error)?),
-            })
+            Ok(Store::new(
+                Arc::new(local::LocalFileBackend::new(&dir).map_err(open_error)?),
+                Arc::new(local::LocalFileLock::new(dir.join(".locks")).map_err(open_error)?),
+            ))
         }
         #[cfg(feature = "redis")]
         "redis" | "rediss" => redis_store::open_store(url),
@@ -314,6 +344,11 @@ impl BackendProvider for Provider {
                 postgres_store::store(request)
                     .map(|s| Arc::new(s.results()) as Arc<dyn flatmachines_core::ResultBackend>),
             ),
+            #[cfg(feature = "sqlite")]
+            "sqlite" => Some(
+                sqlite_store::database(request)
+                    .map(|d| Arc::new(d.results()) as Arc<dyn flatmachines_core::ResultBackend>),
+            ),
             _ => None,
         }
     }
@@ -370,6 +405,9 @@ impl BackendProvider for Provider {
         }
         if cfg!(feature = "postgres") {
             names.push("postgres");
+        }
+        if cfg!(feature = "sqlite") {
+            names.push("sqlite");
         }
         names
     }

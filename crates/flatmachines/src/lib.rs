@@ -57,6 +57,9 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "agents")))]
 pub use flatmachines_agents as agents;
 pub use flatmachines_core as core;
+#[cfg(feature = "distributed")]
+#[cfg_attr(docsrs, doc(cfg(feature = "distributed")))]
+pub use flatmachines_distributed as distributed;
 pub use flatmachines_engine as engine;
 pub use flatmachines_expr as expr;
 #[cfg(feature = "hooks")]
@@ -76,16 +79,28 @@ pub use flatmachines_engine::{
 };
 
 pub mod backends;
+#[cfg(feature = "distributed")]
+mod distributed_hooks;
+#[cfg(feature = "distributed")]
+#[cfg_attr(docsrs, doc(cfg(feature = "distributed")))]
+pub use distributed_hooks::{STORE_ENV, with_distributed_hooks};
 
 /// A runtime builder that opens the backend families of this build by the names configs use
 /// and, with the `agents` feature, runs `spec: flatagent` agents against their providers (keys
-/// are read from the process environment).
+/// are read from the process environment). With the `distributed` feature, the
+/// `DistributedWorkerHooks` hook class opens the store of the `FLATMACHINES_STORE`
+/// environment variable (see [`with_distributed_hooks`]).
 pub fn runtime() -> RuntimeBuilder {
     let builder = Runtime::builder().backend_provider(std::sync::Arc::new(backends::Provider));
     #[cfg(feature = "agents")]
     let builder = builder.agent_adapter(std::sync::Arc::new(agents::FlatAgentAdapter::new()));
     #[cfg(feature = "hooks")]
     let builder = register_remote_hooks(builder);
+    #[cfg(feature = "distributed")]
+    let builder = with_distributed_hooks(
+        builder,
+        std::env::var(STORE_ENV).ok().filter(|url| !url.is_empty()),
+    );
     builder
 }
 

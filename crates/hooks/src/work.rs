@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use flatmachines_core::observe::{ClaimOutcome, RunEvent};
-use flatmachines_core::{PushOptions, Result, RunObserver, WorkItem, WorkPool};
+use flatmachines_core::{PushOptions, Result, RunObserver, WorkCounts, WorkItem, WorkPool};
 
 /// Wraps a work pool so that every `claim` is reported to an observer as
 /// [`RunEvent::WorkClaimed`] (claimed, empty or failed, with its latency); everything else
@@ -68,6 +68,10 @@ impl WorkPool for ObservedWorkPool {
 
     async fn size(&self) -> Result<u64> {
         self.inner.size().await
+    }
+
+    async fn counts(&self) -> Result<WorkCounts> {
+        self.inner.counts().await
     }
 
     async fn release_by_worker(&self, worker_id: &str) -> Result<u64> {

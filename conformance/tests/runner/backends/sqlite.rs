@@ -1,5 +1,4 @@
-//! The SQLite family: every suite but results (the family has none), each case in a database
-//! file of its own.
+//! The SQLite family: every suite, each case in a database file of its own.
 //!
 //! `FLATMACHINES_TEST_SQLITE_URL=sqlite://DIR` names a directory (default: a fresh temporary
 //! one); a run works in a `run-<uuid>` directory below it, removed when the run ends, and
@@ -11,9 +10,11 @@ use std::time::Duration;
 
 use flatmachines_conformance::process::{HelperBackends, ProcessLauncher};
 use flatmachines_conformance::{
-    Capabilities, LockFactory, PersistenceFactory, RegistrationFactory, WorkFactory,
+    Capabilities, LockFactory, PersistenceFactory, RegistrationFactory, ResultFactory, WorkFactory,
 };
-use flatmachines_core::{ExecutionLock, PersistenceBackend, RegistrationBackend, WorkBackend};
+use flatmachines_core::{
+    ExecutionLock, PersistenceBackend, RegistrationBackend, ResultBackend, WorkBackend,
+};
 use flatmachines_sqlite::{SqliteConfig, SqliteDatabase};
 
 use super::{Backend, HELPER_BACKEND_ENV, HELPER_URL_ENV, RunDir};
@@ -38,7 +39,7 @@ pub(super) fn open(url: Option<&str>) -> Result<Backend, String> {
         name: "sqlite",
         persistence: Some((persistence.clone(), shared.clone().large_values())),
         lock: Some((lock(&root), shared.clone().exclusion().lease_expiry(LEASE))),
-        results: None,
+        results: Some((results(&root), Capabilities::none().blocking_read())),
         registration: Some((registration(&root), Capabilities::none())),
         // Four helper processes and the runner claim 4 000 items from one pool.
         work: Some((work(&root), shared.claim_race(4, 4000))),
@@ -86,6 +87,14 @@ fn lock(root: &Path) -> LockFactory {
     LockFactory::new(move |ns| {
         let opened = database(&root, &ns);
         async move { Ok(Arc::new(opened?.lock()) as Arc<dyn ExecutionLock>) }
+    })
+}
+
+fn results(root: &Path) -> ResultFactory {
+    let root = root.to_owned();
+    ResultFactory::new(move |ns| {
+        let opened = database(&root, &ns);
+        async move { Ok(Arc::new(opened?.results()) as Arc<dyn ResultBackend>) }
     })
 }
 

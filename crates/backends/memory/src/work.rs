@@ -5,7 +5,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use flatmachines_core::{Error, PushOptions, Result, WorkBackend, WorkItem, WorkPool, WorkStatus};
+use flatmachines_core::{
+    Error, PushOptions, Result, WorkBackend, WorkCounts, WorkItem, WorkPool, WorkStatus,
+};
 use indexmap::IndexMap;
 use serde_json::Value;
 use uuid::Uuid;
@@ -62,6 +64,8 @@ impl WorkBackend for MemoryWorkBackend {
 /// names the item's status, and change nothing. `fail` returns the item to `pending`, clearing
 /// `claimed_by` and `claimed_at`, while `attempts < max_retries`, and poisons it otherwise.
 /// `release_by_worker` keeps `attempts` as they are: the released claim counts as an attempt.
+/// `counts` is one consistent snapshot: the pool keeps a counter per status, updated in the
+/// same critical section as each transition, so it is O(1) however many items are kept.
 ///
 /// Share a pool through [`Arc`]; [`MemoryWorkBackend`] does that for named pools.
 pub struct MemoryWorkPool {
@@ -75,6 +79,10 @@ struct PoolState {
     items: IndexMap<String, WorkItem>,
     /// Indices into `items` of exactly the pending items, oldest first.
     pending: VecDeque<usize>,
+    /// Items per status; `pending` is the queue's length, so this keeps the other three.
+    claimed: u64,
+    done: u64,
+    poisoned: u64,
 }
 
 impl MemoryWorkPool {
@@ -138,13 +146,14 @@ impl fmt::Debug for MemoryWorkPool {
     }
 }
 
-/// Puts the item at `index` back in the queue, no longer held by anyone.
+/// Puts the claimed item at `index` back in the queue, no longer held by anyone.
 fn requeue(state: &mut PoolState, index: usize) {
     if let Some((_, item)) = state.items.get_index_mut(index) {
         item.status = WorkStatus::Pending;
         item.claimed_by = None;
         item.claimed_at = None;
         state.pending.push_back(index);
+        state.claimed = state.claimed.saturating_sub(1);
     }
 }
 
@@ -188,7 +197,9 @@ impl WorkPool for MemoryWorkPool {
             item.claimed_by = Some(worker_id.to_owned());
             item.claimed_at = Some(now);
             item.attempts = item.attempts.saturating_add(1);
-            return Ok(Some(item.clone()));
+            let claimed = item.clone();
+            state.claimed += 1;
+            return Ok(Some(claimed));
         }
         Ok(None)
     }
@@ -198,6 +209,8 @@ impl WorkPool for MemoryWorkPool {
             if let Some((_, item)) = state.items.get_index_mut(index) {
                 item.status = WorkStatus::Done;
                 item.result = result;
+                state.claimed = state.claimed.saturating_sub(1);
+                state.done += 1;
             }
         })
     }
@@ -213,12 +226,24 @@ impl WorkPool for MemoryWorkPool {
                 requeue(state, index);
             } else {
                 item.status = WorkStatus::Poisoned;
+                state.claimed = state.claimed.saturating_sub(1);
+                state.poisoned += 1;
             }
         })
     }
 
     async fn size(&self) -> Result<u64> {
         Ok(self.lock().pending.len() as u64)
+    }
+
+    async fn counts(&self) -> Result<WorkCounts> {
+        let state = self.lock();
+        Ok(WorkCounts {
+            pending: state.pending.len() as u64,
+            claimed: state.claimed,
+            done: state.done,
+            poisoned: state.poisoned,
+        })
     }
 
     async fn release_by_worker(&self, worker_id: &str) -> Result<u64> {

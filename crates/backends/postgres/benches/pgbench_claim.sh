@@ -2,11 +2,12 @@
 # Bare SKIP LOCKED claims with pgbench, 1 and 4 clients, 2 000 claims each run, on the
 # schema of migrations/0001_initial.sql. Usage: benches/pgbench_claim.sh [CONNINFO]
 # (default `host=127.0.0.1 port=5432 user=postgres dbname=test`). Prints pgbench's tps.
+# PGBENCH_CLAIM_ITEMS sets the claims per run (default 2 000; `cargo xtask bench` sizes it).
 set -eu
 here=$(dirname "$0")
 conninfo=${1:-"host=127.0.0.1 port=5432 user=postgres dbname=test"}
 schema=fmbench_pgbench
-items=2000
+items=${PGBENCH_CLAIM_ITEMS:-2000}
 psql() { PGOPTIONS=--client-min-messages=warning command psql -X -q -v ON_ERROR_STOP=1 "$conninfo" "$@"; }
 trap 'psql -c "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true' EXIT
 psql -c "DROP SCHEMA IF EXISTS $schema CASCADE" -c "CREATE SCHEMA $schema"

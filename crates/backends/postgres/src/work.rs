@@ -4,7 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use flatmachines_core::{Error, PushOptions, Result, WorkBackend, WorkItem, WorkPool, WorkStatus};
+use flatmachines_core::{
+    Error, PushOptions, Result, WorkBackend, WorkCounts, WorkItem, WorkPool, WorkStatus,
+};
 use serde_json::Value;
 use tokio_postgres::Row;
 use tokio_postgres::types::Json;
@@ -77,6 +79,9 @@ impl WorkBackend for PostgresWorkBackend {
 /// - **`release_by_worker`** keeps `attempts`: a released claim counted as an attempt.
 /// - **`push`** picks the id (a UUID) itself, so a push retried after a dropped connection
 ///   stores one item, not two.
+/// - **`counts`** is one `SELECT count(*) FILTER (WHERE status = …) … WHERE pool = $1`: a single
+///   statement sees one snapshot, so the four numbers are consistent with each other. It
+///   reads every row of the pool through the primary key, O(items kept).
 #[derive(Clone)]
 pub struct PostgresWorkPool {
     store: PostgresStore,
@@ -93,6 +98,7 @@ struct Sql {
     fail: String,
     status: String,
     size: String,
+    counts: String,
     release: String,
     get: String,
 }
@@ -136,6 +142,13 @@ impl Sql {
             ),
             status: format!("SELECT status FROM {table} WHERE pool = $1 AND id = $2"),
             size: format!("SELECT count(*) FROM {table} WHERE pool = $1 AND status = 'pending'"),
+            counts: format!(
+                "SELECT count(*) FILTER (WHERE status = 'pending'),
+                        count(*) FILTER (WHERE status = 'claimed'),
+                        count(*) FILTER (WHERE status = 'done'),
+                        count(*) FILTER (WHERE status = 'poisoned')
+                 FROM {table} WHERE pool = $1"
+            ),
             release: format!(
                 "UPDATE {table} SET status = 'pending', claimed_by = NULL, claimed_at = NULL,
                      queue_order = {order}
@@ -304,6 +317,22 @@ impl WorkPool for PostgresWorkPool {
             client.query_one(&statement, &[pool]).await
         })?;
         Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+    }
+
+    async fn counts(&self) -> Result<WorkCounts> {
+        let what = format!("counting the items of pool `{}` by status", self.name);
+        let pool = &self.name;
+        let row = with_client!(self.store, what, |client| {
+            let statement = client.prepare_cached(&self.sql.counts).await?;
+            client.query_one(&statement, &[pool]).await
+        })?;
+        let count = |column: usize| u64::try_from(row.get::<_, i64>(column)).unwrap_or(0);
+        Ok(WorkCounts {
+            pending: count(0),
+            claimed: count(1),
+            done: count(2),
+            poisoned: count(3),
+        })
     }
 
     async fn release_by_worker(&self, worker_id: &str) -> Result<u64> {

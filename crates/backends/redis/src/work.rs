@@ -6,11 +6,14 @@ use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
-use flatmachines_core::{Error, PushOptions, Result, WorkBackend, WorkItem, WorkPool, WorkStatus};
+use flatmachines_core::{
+    Error, PushOptions, Result, WorkBackend, WorkCounts, WorkItem, WorkPool, WorkStatus,
+};
 use redis::Script;
 use serde_json::Value;
 
 use crate::RedisClient;
+use crate::persistence::escape_glob;
 
 /// How long the server remembers which item a claim (or a release) handed out, so that a
 /// retry of the same call after a lost answer gets the same item rather than a second one.
@@ -52,8 +55,9 @@ return redis.call('HGETALL', ARGV[3] .. id)
     )
 });
 
-/// KEYS: item, claims hash. ARGV: operation id, has result, result.
-/// Answers `ok`, `missing`, or the status that forbids completing.
+/// KEYS: item, claims hash, counts hash. ARGV: operation id, has result, result.
+/// Answers `ok`, `missing`, or the status that forbids completing. The item is marked
+/// `tallied` as it is counted, so [`TALLY`] never counts it again.
 static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -61,7 +65,8 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 'missing' end
 if redis.call('HGET', KEYS[1], 'op') == ARGV[1] then return 'ok' end
 if status ~= 'claimed' then return status end
-redis.call('HSET', KEYS[1], 'status', 'done', 'op', ARGV[1])
+redis.call('HSET', KEYS[1], 'status', 'done', 'op', ARGV[1], 'tallied', '1')
+redis.call('HINCRBY', KEYS[3], 'done', 1)
 if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'result', ARGV[3]) end
 redis.call('HDEL', KEYS[2], redis.call('HGET', KEYS[1], 'id'))
 return 'ok'
@@ -69,7 +74,7 @@ return 'ok'
     )
 });
 
-/// KEYS: item, claims hash, pending list. ARGV: operation id, has error, error.
+/// KEYS: item, claims hash, counts hash, pending list. ARGV: operation id, has error, error.
 /// Answers like COMPLETE.
 static FAIL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -90,9 +95,10 @@ local max_retries = tonumber(redis.call('HGET', KEYS[1], 'max_retries'))
 if attempts < max_retries then
   redis.call('HSET', KEYS[1], 'status', 'pending', 'op', ARGV[1])
   redis.call('HDEL', KEYS[1], 'claimed_by', 'claimed_at')
-  redis.call('RPUSH', KEYS[3], id)
+  redis.call('RPUSH', KEYS[4], id)
 else
-  redis.call('HSET', KEYS[1], 'status', 'poisoned', 'op', ARGV[1])
+  redis.call('HSET', KEYS[1], 'status', 'poisoned', 'op', ARGV[1], 'tallied', '1')
+  redis.call('HINCRBY', KEYS[3], 'poisoned', 1)
 end
 return 'ok'
 ",
@@ -128,6 +134,43 @@ return released
     )
 });
 
+/// KEYS: pending list, claims hash, counts hash, tally marker.
+/// Answers pending, claimed, done, poisoned, and 1 when the namespace's older items are tallied.
+static COUNTS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local counts = redis.call('HMGET', KEYS[3], 'done', 'poisoned')
+return {redis.call('LLEN', KEYS[1]), redis.call('HLEN', KEYS[2]),
+  tonumber(counts[1] or 0), tonumber(counts[2] or 0), redis.call('EXISTS', KEYS[4])}
+",
+    )
+});
+
+/// KEYS: counts hash of a pool, then item keys of that pool. Counts the done and poisoned
+/// items no script has counted (finished before counts existed), marking them `tallied`, so
+/// running it twice, or alongside COMPLETE and FAIL, counts each item once. Answers how many
+/// it counted.
+static TALLY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local counted = 0
+for i = 2, #KEYS do
+  local status = redis.call('HGET', KEYS[i], 'status')
+  if (status == 'done' or status == 'poisoned')
+      and redis.call('HEXISTS', KEYS[i], 'tallied') == 0 then
+    redis.call('HSET', KEYS[i], 'tallied', '1')
+    redis.call('HINCRBY', KEYS[1], status, 1)
+    counted = counted + 1
+  end
+end
+return counted
+",
+    )
+});
+
+/// How many item keys one TALLY call takes.
+const TALLY_BATCH: usize = 500;
+
 /// A [`WorkBackend`] whose pools live in Redis; `pool(name)` is cheap and creates nothing
 /// until the first push.
 #[derive(Clone)]
@@ -145,6 +188,66 @@ impl RedisWorkBackend {
     pub fn redis_pool(&self, name: &str) -> RedisWorkPool {
         RedisWorkPool::new(self.client.clone(), name)
     }
+
+    /// Counts, into their pools' [`counts`](WorkPool::counts), the done and poisoned items of
+    /// this namespace that no count includes yet — those finished by a version of this crate
+    /// that kept no counts — and says how many it added.
+    ///
+    /// The first `counts` of a namespace runs it by itself; run it again if processes of an
+    /// older version kept finishing items after that. It walks the namespace's item keys
+    /// with SCAN (never blocking the server), O(keys on the server); every item is counted at
+    /// most once however often, and however concurrently, it runs.
+    pub async fn tally_uncounted_items(&self) -> Result<u64> {
+        tally_uncounted_items(&self.client).await
+    }
+}
+
+/// See [`RedisWorkBackend::tally_uncounted_items`]. Marks the namespace as tallied when done.
+async fn tally_uncounted_items(client: &RedisClient) -> Result<u64> {
+    let prefix = client.key("items", "");
+    let pattern = format!("{}*", escape_glob(&prefix));
+    // Item keys are `{prefix}{pool}:{id}`; ids never hold `:`, pool names may.
+    let mut by_pool: HashMap<&str, Vec<&str>> = HashMap::new();
+    let keys = client.scan(&pattern, "list work items to count").await?;
+    for key in &keys {
+        if let Some((pool, _)) = key
+            .strip_prefix(prefix.as_str())
+            .and_then(|rest| rest.rsplit_once(':'))
+        {
+            by_pool.entry(pool).or_default().push(key);
+        }
+    }
+    let mut counted = 0;
+    for (pool, items) in by_pool {
+        let counts_key = client.key("counts", pool);
+        for batch in items.chunks(TALLY_BATCH) {
+            let mut keys = Vec::with_capacity(batch.len() + 1);
+            keys.push(counts_key.as_str());
+            keys.extend_from_slice(batch);
+            counted += client
+                .script::<u64>("count finished work items", pool, &TALLY, &keys, &[])
+                .await?;
+        }
+    }
+    let marker = tally_marker(client);
+    client
+        .run("mark work items counted", &marker, |mut conn| {
+            let marker = &marker;
+            async move {
+                redis::cmd("SET")
+                    .arg(marker)
+                    .arg(1)
+                    .query_async::<()>(&mut conn)
+                    .await
+            }
+        })
+        .await?;
+    Ok(counted)
+}
+
+/// The key whose presence says the namespace's uncounted items were tallied.
+fn tally_marker(client: &RedisClient) -> String {
+    client.key("work-counts", "tallied")
 }
 
 impl fmt::Debug for RedisWorkBackend {
@@ -180,12 +283,23 @@ impl WorkBackend for RedisWorkBackend {
 /// [`Error::Conflict`] naming its status otherwise; `fail` returns the item to the back of the
 /// queue while `attempts < max_retries` and poisons it after; `release_by_worker` keeps
 /// `attempts` as they are. Item ids are UUIDs; an id with `:` is never found.
+///
+/// # Counts
+///
+/// `counts` is one Lua script, so its four numbers are one consistent snapshot, and O(1):
+/// `pending` is the pending list's length (what `size` says), `claimed` the claims hash's, and
+/// `done` and `poisoned` are counters in the hash `{namespace}:counts:P`, raised by the
+/// scripts of `complete` and `fail` in the same step as the change they count. Items that
+/// were finished before these counters existed are counted once, on the first `counts` of
+/// the namespace (see [`RedisWorkBackend::tally_uncounted_items`]); `done` and `poisoned`
+/// miss only items that processes of such an older version finish after that.
 #[derive(Clone)]
 pub struct RedisWorkPool {
     client: RedisClient,
     name: String,
     pending: String,
     claims: String,
+    counts: String,
     item_prefix: String,
 }
 
@@ -195,6 +309,7 @@ impl RedisWorkPool {
         RedisWorkPool {
             pending: client.key("pending", name),
             claims: client.key("claims", name),
+            counts: client.key("counts", name),
             item_prefix: format!("{}:", client.key("items", name)),
             name: name.to_owned(),
             client,
@@ -234,7 +349,7 @@ impl RedisWorkPool {
             return Err(Self::not_found(item_id));
         };
         let op = uuid::Uuid::new_v4().simple().to_string();
-        let mut keys = vec![item.as_str(), self.claims.as_str()];
+        let mut keys = vec![item.as_str(), self.claims.as_str(), self.counts.as_str()];
         keys.extend(extra_key);
         let args = [
             op.as_str(),
@@ -398,6 +513,36 @@ impl WorkPool for RedisWorkPool {
                     .await
             })
             .await
+    }
+
+    async fn counts(&self) -> Result<WorkCounts> {
+        let marker = tally_marker(&self.client);
+        let keys = [
+            self.pending.as_str(),
+            self.claims.as_str(),
+            self.counts.as_str(),
+            marker.as_str(),
+        ];
+        let read = || {
+            self.client.script::<(u64, u64, u64, u64, u8)>(
+                "count work items",
+                &self.name,
+                &COUNTS,
+                &keys,
+                &[],
+            )
+        };
+        let (mut pending, mut claimed, mut done, mut poisoned, tallied) = read().await?;
+        if tallied == 0 {
+            tally_uncounted_items(&self.client).await?;
+            (pending, claimed, done, poisoned, _) = read().await?;
+        }
+        Ok(WorkCounts {
+            pending,
+            claimed,
+            done,
+            poisoned,
+        })
     }
 
     async fn release_by_worker(&self, worker_id: &str) -> Result<u64> {

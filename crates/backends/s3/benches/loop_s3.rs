@@ -107,6 +107,7 @@ fn loop_steps(bencher: Bencher, store: Arc<dyn PersistenceBackend>, rt: &tokio::
     let options = RunOptions {
         execution_id: None,
         max_steps: Some(STEPS),
+        parent_execution_id: None,
     };
     bencher.counter(ItemsCount::new(STEPS)).bench_local(|| {
         rt.block_on(runner.run(input.clone(), options.clone()))

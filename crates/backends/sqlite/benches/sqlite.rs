@@ -120,6 +120,7 @@ mod loop_steps {
         let options = RunOptions {
             execution_id: None,
             max_steps: Some(STEPS),
+            parent_execution_id: None,
         };
         bencher
             .counter(ItemsCount::new(STEPS))

@@ -22,6 +22,7 @@ use crate::file::{absolute, check_file};
 use crate::lock::SqliteLock;
 use crate::persistence::SqlitePersistence;
 use crate::registration::SqliteRegistration;
+use crate::results::SqliteResultBackend;
 use crate::work::SqliteWorkBackend;
 
 /// The schema, embedded from `migrations/` at build time.
@@ -42,10 +43,10 @@ const MIGRATE_ATTEMPTS: u32 = 4;
 
 /// One SQLite database file shared by the backends of this crate.
 ///
-/// [`persistence`](Self::persistence), [`registration`](Self::registration),
-/// [`work`](Self::work) and [`lock`](Self::lock) hand out backends that share this handle's
-/// connections; handles opened on the same file — in this process or in others — share its
-/// data.
+/// [`persistence`](Self::persistence), [`results`](Self::results),
+/// [`registration`](Self::registration), [`work`](Self::work) and [`lock`](Self::lock) hand
+/// out backends that share this handle's connections; handles opened on the same file — in
+/// this process or in others — share its data.
 ///
 /// # Opening
 ///
@@ -282,6 +283,12 @@ impl SqliteDatabase {
         SqlitePersistence::new(self.clone())
     }
 
+    /// The results of executions in this database: where launched machines leave their
+    /// outputs for whoever launched them, in this process or another.
+    pub fn results(&self) -> SqliteResultBackend {
+        SqliteResultBackend::new(self.clone())
+    }
+
     /// Worker registration in this database.
     pub fn registration(&self) -> SqliteRegistration {
         SqliteRegistration::new(self.clone())
@@ -420,13 +427,7 @@ impl SqliteDatabase {
             drop(old);
         }
         if guard.is_none() {
-            let connection = self
-                .inner
-                .options
-                .connect()
-                .await
-                .map_err(|e| classify(&self.inner.path, "open a connection", &e))?;
-            *guard = Some(connection);
+            *guard = Some(self.open_connection().await?);
         }
         let connection =
             MutexGuard::try_map(guard, Option::as_mut).map_err(|_| SqliteError::Open {
@@ -438,6 +439,24 @@ impl SqliteDatabase {
             broken: &slot.broken,
             writes: false,
         })
+    }
+
+    /// Opens a connection, again while the database is busy: a new connection's pragmas can
+    /// meet another handle switching a new file to WAL or creating its schema, and SQLite
+    /// then answers busy without waiting for its busy timeout.
+    async fn open_connection(&self) -> Result<SqliteConnection, SqliteError> {
+        let mut attempts = 0u32;
+        loop {
+            let error = match self.inner.options.connect().await {
+                Ok(connection) => return Ok(connection),
+                Err(error) => error,
+            };
+            attempts += 1;
+            if !is_busy(&error) || attempts >= BUSY_ATTEMPTS {
+                return Err(classify(&self.inner.path, "open a connection", &error));
+            }
+            tokio::time::sleep(backoff(attempts)).await;
+        }
     }
 
     /// Ends one attempt of an operation: its value, `None` to try again after a pause (the
@@ -567,8 +586,8 @@ mod tests {
 
     #[test]
     fn the_schema_version_is_the_newest_migration() {
-        assert_eq!(schema_version(), 2);
+        assert_eq!(schema_version(), 3);
         let versions: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [1, 2]);
+        assert_eq!(versions, [1, 2, 3]);
     }
 }

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use flatmachines_core::{Error, PushOptions, Result, WorkBackend, WorkItem, WorkPool, WorkStatus};
+use flatmachines_core::{
+    Error, PushOptions, Result, WorkBackend, WorkCounts, WorkItem, WorkPool, WorkStatus,
+};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -65,6 +67,10 @@ impl WorkBackend for SqliteWorkBackend {
 /// `pending` (clearing `claimed_by` and `claimed_at`) while `attempts < max_retries`, and
 /// marks it `poisoned` otherwise, keeping who held it last. `release_by_worker` returns a
 /// worker's claimed items to `pending` and keeps their `attempts`: the lost claim counts.
+///
+/// `counts` is one `SELECT count(*) FILTER (…) … WHERE pool = ?` over the pool's rows: one
+/// statement reads one snapshot of the database, so the four numbers are consistent with each
+/// other. It reads every row of the pool (through the primary key), so it costs O(items kept).
 ///
 /// Item data and results are stored as JSON text.
 #[derive(Debug, Clone)]
@@ -305,6 +311,31 @@ impl WorkPool for SqliteWorkPool {
             .await
         );
         Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    async fn counts(&self) -> Result<WorkCounts> {
+        let (pending, claimed, done, poisoned): (i64, i64, i64, i64) = retrying!(
+            self.db,
+            conn = reader,
+            format!("count the items of pool `{}` by status", self.name),
+            sqlx::query_as(
+                "SELECT count(*) FILTER (WHERE status = 'pending'), \
+                        count(*) FILTER (WHERE status = 'claimed'), \
+                        count(*) FILTER (WHERE status = 'done'), \
+                        count(*) FILTER (WHERE status = 'poisoned') \
+                 FROM work_items WHERE pool = ?1",
+            )
+            .bind(&self.name)
+            .fetch_one(&mut *conn)
+            .await
+        );
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(WorkCounts {
+            pending: count(pending),
+            claimed: count(claimed),
+            done: count(done),
+            poisoned: count(poisoned),
+        })
     }
 
     async fn release_by_worker(&self, worker_id: &str) -> Result<u64> {

@@ -16,7 +16,9 @@ use flatmachines_core::config::Mode;
 use flatmachines_core::config::describe;
 use flatmachines_core::{Context, InvokeRequest, JsonMap, StateError, result_uri};
 
-use super::{Begin, ChildReport, Execution, Parent, RunStatus, StateFailure, backend_error, ids};
+use super::{
+    Begin, ChildReport, Execution, Parent, RunOutcome, RunStatus, StateFailure, backend_error, ids,
+};
 use crate::checkpoint::{CheckpointError, load_latest};
 use crate::definition::{ChildRef, Children, MachineId, StateDef};
 use crate::error::{RunError, error_types, state_error};
@@ -352,6 +354,50 @@ fn truncated(value: &Value) -> String {
     }
 }
 
+/// Writes the output of a run started by a parent in another process — or its error, as an
+/// in-process child's would be reported — to `flatagents://{execution_id}/result`. A run
+/// that found the execution locked by another runner leaves the result to that one.
+pub(crate) async fn publish_result(
+    results: &dyn flatmachines_core::ResultBackend,
+    machine: &str,
+    execution_id: &str,
+    outcome: &Result<RunOutcome, RunError>,
+) -> Result<(), RunError> {
+    let payload = match outcome {
+        Ok(RunOutcome {
+            status: RunStatus::Completed,
+            output,
+            ..
+        }) => output.clone(),
+        Ok(RunOutcome {
+            status: RunStatus::StepLimit { limit, state },
+            ..
+        }) => error_entry(&state_error(
+            error_types::STEP_LIMIT,
+            format!(
+                "machine `{machine}` stopped at its step limit of {limit} before state `{state}`"
+            ),
+        )),
+        // Another runner holds the execution and will publish its result; an error from this
+        // one would overwrite it.
+        Err(RunError::LockHeld { .. }) => return Ok(()),
+        Err(error) => error_entry(&error.as_state_error()),
+    };
+    let uri = result_uri(execution_id, "result");
+    results
+        .write(&uri, payload)
+        .await
+        .map_err(|e| RunError::Failed {
+            machine: machine.to_owned(),
+            state: None,
+            execution_id: execution_id.to_owned(),
+            error: state_error(
+                error_types::BACKEND,
+                format!("cannot write the result to `{uri}` for the parent to read: {e}"),
+            ),
+        })
+}
+
 /// Runs one child machine to the end and leaves its output (or its error) at
 /// `flatagents://{execution_id}/result`.
 pub(crate) fn child_task(
@@ -365,12 +411,11 @@ pub(crate) fn child_task(
 ) -> Pin<Box<dyn Future<Output = ChildReport> + Send>> {
     Box::pin(async move {
         if let Some(invoker) = prepared.invoker.clone() {
-            let request = InvokeRequest {
-                machine: name,
-                execution_id: execution_id.clone(),
-                parent_execution_id: Some(parent.id),
-                input,
-            };
+            let mut request = InvokeRequest::new(name, execution_id.clone(), input);
+            request.parent_execution_id = Some(parent.id);
+            request
+                .config_file
+                .clone_from(&prepared.set.machines[machine].source_file);
             let result = match invoker.invoke(request, &*prepared.results, None).await {
                 Ok(Value::Object(map)) if map.contains_key("_error") => Err(StateError {
                     error_type: map

@@ -37,6 +37,12 @@ pub struct RunOptions {
     pub execution_id: Option<String>,
     /// The step limit, over `settings.max_steps` and the default of 1000.
     pub max_steps: Option<u64>,
+    /// The execution that started this one in another process (`flatmachines run
+    /// --parent-id`). The run records it in its checkpoints and, when it ends, writes its
+    /// output — or `{"_error", "_error_type"}` — to `flatagents://{execution_id}/result`
+    /// on the result backend, where the parent reads it. It still holds its own execution
+    /// lock: the parent's lock lives in another process.
+    pub parent_execution_id: Option<String>,
 }
 
 /// How a run ended.
@@ -120,9 +126,26 @@ pub(crate) async fn run_root(
         }
         None => new_execution_id(),
     };
-    Execution::new(prepared, 0, execution_id, None, false)
+    let Some(parent_id) = options.parent_execution_id else {
+        return Execution::new(prepared, 0, execution_id, None, false)
+            .execute(Begin::Fresh(input), options.max_steps)
+            .await;
+    };
+    ids::check_execution_id(&parent_id)
+        .map_err(|e| RunError::Input(format!("parent execution id: {e}")))?;
+    // A parent in another process: this run is the root of its own tree, so it locks its
+    // own id.
+    let parent = Parent {
+        id: parent_id,
+        lock_key: Arc::from(execution_id.as_str()),
+    };
+    let results = Arc::clone(&prepared.results);
+    let machine = prepared.set.machines[0].name.clone();
+    let outcome = Execution::new(prepared, 0, execution_id.clone(), Some(parent), false)
         .execute(Begin::Fresh(input), options.max_steps)
-        .await
+        .await;
+    children::publish_result(&*results, &machine, &execution_id, &outcome).await?;
+    outcome
 }
 
 pub(crate) async fn resume_root(
@@ -241,8 +264,10 @@ impl Execution {
         result
     }
 
+    /// Whether this execution holds its tree's lock: true for a top-level run and for a
+    /// child started in another process, false for children running under their parent.
     fn is_root(&self) -> bool {
-        self.parent_id.is_none()
+        *self.lock_key == *self.id
     }
 
     /// This execution as the parent of a child it starts.

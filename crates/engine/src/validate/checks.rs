@@ -151,6 +151,7 @@ impl Validator {
         }
         if let Some(class) = data.hooks.as_ref().and_then(|h| h.class.as_deref())
             && !HOOK_CLASSES.contains(&class)
+            && !self.hook_classes.contains(class)
         {
             let d = source.diagnostic(
                     Severity::Warning,

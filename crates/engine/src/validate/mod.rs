@@ -127,11 +127,26 @@ impl Source {
 pub(crate) struct Validator {
     pub(crate) report: Report,
     seen: BTreeSet<PathBuf>,
+    /// Hook classes the program running the machines registers, beyond the engine's own.
+    pub(crate) hook_classes: BTreeSet<String>,
 }
 
 /// Validates `paths` (and the machine, agent and profile files they reference).
 pub fn validate_files(paths: &[PathBuf]) -> Report {
-    let mut validator = Validator::default();
+    validate_files_for(paths, std::iter::empty::<&str>())
+}
+
+/// Validates `paths` for a program that registers `hook_classes` on top of the engine's
+/// (see [`RuntimeBuilder::hook_classes`](crate::RuntimeBuilder::hook_classes)): configs
+/// naming one of them get no "not built in" warning.
+pub fn validate_files_for<'a>(
+    paths: &[PathBuf],
+    hook_classes: impl IntoIterator<Item = &'a str>,
+) -> Report {
+    let mut validator = Validator {
+        hook_classes: hook_classes.into_iter().map(str::to_owned).collect(),
+        ..Validator::default()
+    };
     for path in paths {
         validator.file(path, None);
     }

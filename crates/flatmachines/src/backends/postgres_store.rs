@@ -18,8 +18,10 @@ pub(super) fn open_store(url: &str) -> Result<Store, OpenError> {
             source,
         })?;
     Ok(Store {
-        persistence: Arc::new(store.persistence()),
-        lock: Arc::new(store.lock()),
+        results: Some(Arc::new(store.results())),
+        registration: Some(Arc::new(store.registration())),
+        work: Some(Arc::new(store.work())),
+        ..Store::new(Arc::new(store.persistence()), Arc::new(store.lock()))
     })
 }
 
@@ -91,6 +93,7 @@ data:
         let options = crate::RunOptions {
             execution_id: Some("by-name-1".to_owned()),
             max_steps: None,
+            parent_execution_id: None,
         };
         let outcome = runtime
             .run(&machine, serde_json::Map::new(), options)

@@ -15,8 +15,10 @@ pub(super) fn open_store(url: &str) -> Result<Store, OpenError> {
         source,
     })?;
     Ok(Store {
-        persistence: Arc::new(client.persistence()),
-        lock: Arc::new(client.lock()),
+        results: Some(Arc::new(client.results())),
+        registration: Some(Arc::new(client.registration())),
+        work: Some(Arc::new(client.work())),
+        ..Store::new(Arc::new(client.persistence()), Arc::new(client.lock()))
     })
 }
 
@@ -84,6 +86,7 @@ data:
         let options = crate::RunOptions {
             execution_id: Some("by-name-1".to_owned()),
             max_steps: None,
+            parent_execution_id: None,
         };
         let outcome = runtime
             .run(&machine, serde_json::Map::new(), options)

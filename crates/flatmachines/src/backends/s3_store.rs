@@ -16,10 +16,7 @@ pub(super) fn open_store(url: &str) -> Result<Store, OpenError> {
         url: url.to_owned(),
         source,
     })?;
-    Ok(Store {
-        persistence: Arc::new(backend),
-        lock: Arc::new(NoOpLock),
-    })
+    Ok(Store::new(Arc::new(backend), Arc::new(NoOpLock)))
 }
 
 /// The store a config's `backend: s3` means: bucket `settings.backends.s3_bucket` under

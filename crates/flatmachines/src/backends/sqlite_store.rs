@@ -7,7 +7,8 @@ use flatmachines_sqlite::{SqliteConfig, SqliteDatabase};
 
 use super::{OpenError, Store};
 
-/// `sqlite://PATH[?options]`: checkpoints and a leased lock in one database file. An existing
+/// `sqlite://PATH[?options]`: checkpoints, a leased lock, results, worker registration and
+/// work pools in one database file. An existing
 /// file is checked now and a missing one's directory created; the file itself, connections
 /// and the schema come with the first use.
 pub(super) fn open_store(url: &str) -> Result<Store, OpenError> {
@@ -18,8 +19,10 @@ pub(super) fn open_store(url: &str) -> Result<Store, OpenError> {
     let config = SqliteConfig::from_url(url).map_err(open_error)?;
     let database = SqliteDatabase::open_shared(config).map_err(open_error)?;
     Ok(Store {
-        persistence: Arc::new(database.persistence()),
-        lock: Arc::new(database.lock()),
+        results: Some(Arc::new(database.results())),
+        registration: Some(Arc::new(database.registration())),
+        work: Some(Arc::new(database.work())),
+        ..Store::new(Arc::new(database.persistence()), Arc::new(database.lock()))
     })
 }
 

@@ -203,6 +203,7 @@ async fn a_machine_with_postgres_checkpoints_resumes_and_finishes_through_termin
     let options = RunOptions {
         execution_id: Some("counter-1".to_owned()),
         max_steps: Some(10_000),
+        parent_execution_id: None,
     };
     let mut outcome = runner.run(input.clone(), options.clone()).await;
     let mut resumes = 0;

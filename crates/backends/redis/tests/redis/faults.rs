@@ -132,6 +132,9 @@ async fn a_claim_storm_loses_nothing_and_hands_nothing_out_twice() {
     assert_eq!(delivered, pushed, "items lost");
     let check = env.client().work().redis_pool("storm");
     assert_eq!(check.size().await.unwrap(), 0);
+    // Retried completes whose first try had landed must not count twice.
+    let counts = check.counts().await.unwrap();
+    assert_eq!((counts.done, counts.total()), (ITEMS, ITEMS), "{counts:?}");
     for id in &pushed {
         let item = check.get(id).await.unwrap().unwrap();
         assert_eq!(item.status, WorkStatus::Done, "{id}");
@@ -204,6 +207,7 @@ async fn a_machine_with_redis_checkpoints_resumes_and_finishes_through_killed_co
     let options = RunOptions {
         execution_id: Some("counter-1".to_owned()),
         max_steps: Some(10_000),
+        parent_execution_id: None,
     };
     // Halfway through, an outage longer than any retry: the run fails, and is resumed.
     let outage = {

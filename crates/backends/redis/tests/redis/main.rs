@@ -13,3 +13,4 @@ mod lock;
 mod persistence;
 mod results;
 mod support;
+mod work;

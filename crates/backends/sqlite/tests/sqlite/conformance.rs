@@ -9,9 +9,12 @@ use flatmachines_conformance::process::{
     HelperBackends, HelperTask, ProcessLauncher, serve_helper,
 };
 use flatmachines_conformance::{
-    Capabilities, LockFactory, PersistenceFactory, RegistrationFactory, SuiteReport, WorkFactory,
+    Capabilities, LockFactory, PersistenceFactory, RegistrationFactory, ResultFactory, SuiteReport,
+    WorkFactory,
 };
-use flatmachines_core::{ExecutionLock, PersistenceBackend, RegistrationBackend, WorkBackend};
+use flatmachines_core::{
+    ExecutionLock, PersistenceBackend, RegistrationBackend, ResultBackend, WorkBackend,
+};
 use flatmachines_sqlite::{SqliteConfig, SqliteDatabase};
 
 const ROOT_ENV: &str = "FLATMACHINES_SQLITE_CONFORMANCE_ROOT";
@@ -38,6 +41,14 @@ fn lock(root: &Path) -> LockFactory {
     LockFactory::new(move |ns| {
         let opened = open(&root, &ns);
         async move { Ok(Arc::new(opened?.lock()) as Arc<dyn ExecutionLock>) }
+    })
+}
+
+fn results(root: &Path) -> ResultFactory {
+    let root = root.to_owned();
+    ResultFactory::new(move |ns| {
+        let opened = open(&root, &ns);
+        async move { Ok(Arc::new(opened?.results()) as Arc<dyn ResultBackend>) }
     })
 }
 
@@ -103,6 +114,16 @@ async fn locks_pass_every_case_including_cross_process_exclusion_and_lease_expir
     let root = tempfile::tempdir().unwrap();
     let caps = capabilities(root.path()).exclusion().lease_expiry(LEASE);
     let report = flatmachines_conformance::lock(&lock(root.path()), &caps).await;
+    assert_complete(&report);
+}
+
+/// Blocking reads included. The suite has no cross-process case for results; those are in
+/// `results.rs`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_pass_every_case_including_blocking_reads() {
+    let root = tempfile::tempdir().unwrap();
+    let caps = Capabilities::none().blocking_read();
+    let report = flatmachines_conformance::results(&results(root.path()), &caps).await;
     assert_complete(&report);
 }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 use flatmachines_core::{
-    ExecutionLock, PersistenceBackend, RegistrationBackend, WorkBackend, WorkStatus,
+    ExecutionLock, PersistenceBackend, RegistrationBackend, ResultBackend, WorkBackend, WorkStatus,
 };
 use flatmachines_sqlite::{SqliteDatabase, schema_version};
 use sqlx::migrate::Migrator;
@@ -70,6 +70,13 @@ async fn a_database_at_schema_version_1_is_upgraded_in_place_keeping_its_rows() 
     let lock = db.lock();
     assert!(lock.acquire("exec-1").await.unwrap());
     assert!(!db.lock().acquire("exec-1").await.unwrap());
+    // Version 3 added the results.
+    let results = db.results();
+    results
+        .write("flatagents://exec-1/result", serde_json::json!([1]))
+        .await
+        .unwrap();
+    assert!(results.exists("flatagents://exec-1").await.unwrap());
 
     // Opening again finds nothing to do.
     let again = SqliteDatabase::connect(tmp.config()).await.unwrap();

@@ -1,5 +1,5 @@
-//! One database file holding checkpoints, workers, pools and locks, shared by handles and
-//! processes; behaviour the contracts leave to the backend.
+//! One database file holding checkpoints, results, workers, pools and locks, shared by
+//! handles and processes; behaviour the contracts leave to the backend.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use flatmachines_core::{
-    Error, ExecutionLock, JsonMap, PersistenceBackend, PushOptions, RegistrationBackend,
-    WorkBackend, WorkStatus, WorkerFilter, WorkerRegistration,
+    Error, ExecutionLock, JsonMap, PersistenceBackend, PushOptions, ReadOptions,
+    RegistrationBackend, ResultBackend, WorkBackend, WorkStatus, WorkerFilter, WorkerRegistration,
 };
 use flatmachines_sqlite::{SqliteConfig, SqliteDatabase};
 use serde_json::json;
@@ -102,7 +102,7 @@ async fn two_processes_share_checkpoints_workers_and_a_pool() {
 }
 
 #[tokio::test]
-async fn one_file_holds_checkpoints_workers_pools_and_locks() {
+async fn one_file_holds_checkpoints_results_workers_pools_and_locks() {
     let tmp = TempDb::new();
     let db = SqliteDatabase::open(tmp.config()).unwrap();
     // Nothing is created before the first operation.
@@ -121,6 +121,10 @@ async fn one_file_holds_checkpoints_workers_pools_and_locks() {
         .await
         .unwrap();
     assert!(db.lock().acquire("exec").await.unwrap());
+    db.results()
+        .write("flatagents://exec/result", json!({"out": 1}))
+        .await
+        .unwrap();
     assert!(tmp.path.is_file());
     let files: Vec<String> = std::fs::read_dir(tmp.dir.path())
         .unwrap()
@@ -140,7 +144,13 @@ async fn one_file_holds_checkpoints_workers_pools_and_locks() {
     assert!(other.registration().get("w1").await.unwrap().is_some());
     assert_eq!(other.work().pool("p").size().await.unwrap(), 1);
     assert!(!other.lock().acquire("exec").await.unwrap());
-    assert_eq!(other.stored_schema_version().await.unwrap(), 2);
+    let result = other
+        .results()
+        .read("flatagents://exec", ReadOptions::now())
+        .await
+        .unwrap();
+    assert_eq!(result, Some(json!({"out": 1})));
+    assert_eq!(other.stored_schema_version().await.unwrap(), 3);
     let debug = format!("{db:?}");
     assert!(debug.contains("db.sqlite"), "{debug}");
 }
