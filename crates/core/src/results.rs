@@ -106,6 +106,25 @@ impl<'a> ResultUri<'a> {
     pub fn key(&self) -> String {
         format!("{}/{}", self.execution_id, self.path)
     }
+
+    /// `data` as compact JSON text, refused with [`Error::TooLarge`] when it is longer than
+    /// `limit` bytes, the most `backend` stores for one value.
+    pub fn encode(&self, data: &Value, limit: usize, backend: &'static str) -> Result<String> {
+        let text = serde_json::to_string(data).map_err(|source| Error::Serialization {
+            action: "encode",
+            what: format!("the result at {self}"),
+            source,
+        })?;
+        if text.len() > limit {
+            return Err(Error::TooLarge {
+                key: self.to_string(),
+                size: text.len(),
+                limit,
+                backend,
+            });
+        }
+        Ok(text)
+    }
 }
 
 impl fmt::Display for ResultUri<'_> {
@@ -122,6 +141,23 @@ pub fn result_uri(execution_id: &str, path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoding_a_result_names_its_uri_when_it_is_too_large() {
+        let uri = ResultUri::parse("flatagents://run-1/result").expect("parses");
+        assert_eq!(
+            uri.encode(&serde_json::json!({"y": 2}), 100, "test")
+                .expect("fits"),
+            r#"{"y":2}"#
+        );
+        let error = uri
+            .encode(&Value::String("x".repeat(20)), 10, "test")
+            .expect_err("too large");
+        assert!(
+            matches!(&error, Error::TooLarge { key, size: 22, limit: 10, backend: "test" } if key == "flatagents://run-1/result"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn parses_the_spec_shapes() {

@@ -101,19 +101,8 @@ impl fmt::Debug for PostgresResultBackend {
 impl ResultBackend for PostgresResultBackend {
     async fn write(&self, uri: &str, data: Value) -> Result<()> {
         let parsed = ResultUri::parse(uri)?;
-        let text = serde_json::to_string(&data).map_err(|source| Error::Serialization {
-            action: "encode",
-            what: format!("the result at {parsed}"),
-            source,
-        })?;
-        if text.len() > MAX_RESULT_BYTES {
-            return Err(Error::TooLarge {
-                key: parsed.to_string(),
-                size: text.len(),
-                limit: MAX_RESULT_BYTES,
-                backend: BACKEND,
-            });
-        }
+        // Encoded here only to hold the size limit; the driver encodes `data` again as `json`.
+        parsed.encode(&data, MAX_RESULT_BYTES, BACKEND)?;
         let key = parsed.key();
         let (execution_id, path) = (parsed.execution_id, parsed.path);
         let what = format!("writing {parsed} to {}", self.sql.table);

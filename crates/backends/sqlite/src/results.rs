@@ -204,19 +204,7 @@ impl fmt::Debug for Waiter {
 impl ResultBackend for SqliteResultBackend {
     async fn write(&self, uri: &str, data: Value) -> Result<()> {
         let parsed = ResultUri::parse(uri)?;
-        let text = serde_json::to_string(&data).map_err(|source| Error::Serialization {
-            action: "encode",
-            what: format!("the result at {parsed}"),
-            source,
-        })?;
-        if text.len() > MAX_VALUE_LEN {
-            return Err(Error::TooLarge {
-                key: parsed.to_string(),
-                size: text.len(),
-                limit: MAX_VALUE_LEN,
-                backend: "sqlite",
-            });
-        }
+        let text = parsed.encode(&data, MAX_VALUE_LEN, "sqlite")?;
         let key = parsed.key();
         let written_at = now_iso8601();
         retrying!(
