@@ -2,13 +2,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use flatmachines::backends::{Store, open_store};
+use flatmachines::backends::{WorkerBackends, open_store};
 use flatmachines::core::distributed::status;
 use flatmachines::core::{
     PushOptions, RegistrationBackend, WorkBackend, WorkCounts, WorkerFilter, WorkerRecord,
@@ -81,27 +80,10 @@ pub(crate) struct DrainArgs {
     json: bool,
 }
 
-/// A store's worker registry and work pools.
-pub(crate) type SharedBackends = (Arc<dyn RegistrationBackend>, Arc<dyn WorkBackend>);
-
-/// The registry and work pools of a store URL, refusing stores other processes cannot share.
-pub(crate) fn shared_backends(url: &str, store: &Store) -> Result<SharedBackends, Failure> {
-    if url.starts_with("memory:") {
-        return Err(Failure::Usage(format!(
-            "`{url}` lives and dies with one process, so it cannot hold a pool that workers share; use sqlite://, redis:// or postgres://"
-        )));
-    }
-    match (&store.registration, &store.work) {
-        (Some(registration), Some(work)) => Ok((Arc::clone(registration), Arc::clone(work))),
-        _ => Err(Failure::Usage(format!(
-            "`{url}` has no worker registry or work pools; use sqlite://, redis:// or postgres://"
-        ))),
-    }
-}
-
-fn open(pool: &PoolStore) -> Result<SharedBackends, Failure> {
-    let store = open_store(&pool.store).map_err(|e| Failure::Usage(e.to_string()))?;
-    shared_backends(&pool.store, &store)
+fn open(pool: &PoolStore) -> Result<WorkerBackends, Failure> {
+    open_store(&pool.store)
+        .and_then(|store| store.shared_workers(&pool.store))
+        .map_err(|e| Failure::Usage(e.to_string()))
 }
 
 pub(crate) async fn run(command: PoolCommand) -> Result<(), Failure> {

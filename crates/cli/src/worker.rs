@@ -16,7 +16,6 @@ use flatmachines::distributed::{
 use flatmachines::{Machine, RunOptions, RunStatus, Runner};
 
 use crate::Failure;
-use crate::pool::shared_backends;
 
 /// Arguments of `flatmachines worker`.
 #[derive(Debug, Args)]
@@ -177,7 +176,9 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<(), Failure> {
         tracing::warn!("{warning}");
     }
     let store = open_store(&args.store).map_err(|e| Failure::Usage(e.to_string()))?;
-    let (registration, work) = shared_backends(&args.store, &store)?;
+    let (registration, work) = store
+        .shared_workers(&args.store)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     // A job's result goes back through the pool; its children's results stay in memory.
     let builder = flatmachines::runtime()
         .persistence(Arc::clone(&store.persistence))

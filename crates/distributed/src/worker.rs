@@ -365,7 +365,7 @@ impl Worker {
                 claimed = pool.claim(id) => claimed,
             };
             let item = match claimed {
-                Ok(Some(item)) => item,
+                Ok(Some(item)) => Some(item),
                 Ok(None) => {
                     claim_failures = 0;
                     let since = *idle_since.get_or_insert_with(Instant::now);
@@ -377,13 +377,7 @@ impl Worker {
                         summary.stop = StopReason::Idle;
                         return Ok(summary);
                     }
-                    tokio::select! {
-                        biased;
-                        () = &mut shutdown, if !stopping => stopping = true,
-                        () = tokio::time::sleep(wait) => {}
-                    }
-                    wait = (wait * 2).min(self.options.poll_interval.max(FIRST_WAIT));
-                    continue;
+                    None
                 }
                 Err(e) => {
                     claim_failures += 1;
@@ -391,14 +385,18 @@ impl Worker {
                         return Err(self.error("claim a job", e));
                     }
                     tracing::warn!(worker_id = %id, error = %e, attempt = claim_failures, "claim failed; retrying");
-                    tokio::select! {
-                        biased;
-                        () = &mut shutdown, if !stopping => stopping = true,
-                        () = tokio::time::sleep(wait) => {}
-                    }
-                    wait = (wait * 2).min(self.options.poll_interval.max(FIRST_WAIT));
-                    continue;
+                    None
                 }
+            };
+            // Nothing claimed: wait, longer each time, for work or for the service.
+            let Some(item) = item else {
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown, if !stopping => stopping = true,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(self.options.poll_interval.max(FIRST_WAIT));
+                continue;
             };
             claim_failures = 0;
             idle_since = None;

@@ -129,6 +129,14 @@ pub enum OpenError {
         /// The schemes this build can open.
         available: String,
     },
+    /// The store cannot hold worker pools that several processes share.
+    #[error("`{url}` {reason}; use sqlite://, redis:// or postgres://")]
+    NotShared {
+        /// The URL given.
+        url: String,
+        /// Why.
+        reason: &'static str,
+    },
     /// The backend could not be opened.
     #[error("cannot open `{url}`: {source}")]
     Open {
@@ -182,7 +190,28 @@ pub struct Store {
     pub work: Option<Arc<dyn WorkBackend>>,
 }
 
+/// The worker registry and work pools of one store.
+pub type WorkerBackends = (Arc<dyn RegistrationBackend>, Arc<dyn WorkBackend>);
+
 impl Store {
+    /// The worker registry and work pools of this store, opened from `url`, when processes
+    /// can share them: `memory://` and stores without them (`file://`, `s3://`) are refused.
+    pub fn shared_workers(&self, url: &str) -> Result<WorkerBackends, OpenError> {
+        let refuse = |reason| OpenError::NotShared {
+            url: url.to_owned(),
+            reason,
+        };
+        if url.starts_with("memory:") {
+            return Err(refuse(
+                "lives and dies with one process, so it cannot hold a pool that workers share",
+            ));
+        }
+        match (&self.registration, &self.work) {
+            (Some(registration), Some(work)) => Ok((Arc::clone(registration), Arc::clone(work))),
+            _ => Err(refuse("has no worker registry or work pools")),
+        }
+    }
+
     /// A store with only checkpoints and a lock.
     pub fn new(persistence: Arc<dyn PersistenceBackend>, lock: Arc<dyn ExecutionLock>) -> Self {
         Store {

@@ -9,7 +9,7 @@ use flatmachines_distributed::{DistributedWorkerHooks, Launcher};
 use flatmachines_engine::RuntimeBuilder;
 use serde_json::Value;
 
-use crate::backends::{Store, open_store};
+use crate::backends::open_store;
 
 /// The environment variable naming the store (`sqlite://…`, `redis://…`, `postgres://…`)
 /// that the CLI's `--store` also sets.
@@ -71,17 +71,9 @@ fn build(
             "DistributedWorkerHooks needs the store its workers share: pass --store URL, set {STORE_ENV}, or give `args.store` (sqlite://PATH, redis://HOST:PORT/DB or postgres://USER@HOST:PORT/DB)"
         )
     })?;
-    if url.starts_with("memory:") {
-        return Err(format!(
-            "DistributedWorkerHooks cannot use `{url}`: a memory store lives and dies with one process, and workers run in several; use sqlite://, redis:// or postgres://"
-        ));
-    }
-    let store: Store = open_store(url).map_err(|e| format!("DistributedWorkerHooks: {e}"))?;
-    let (Some(registration), Some(work)) = (store.registration, store.work) else {
-        return Err(format!(
-            "DistributedWorkerHooks cannot use `{url}`: that store has no worker registry or work pools; use sqlite://, redis:// or postgres://"
-        ));
-    };
+    let (registration, work) = open_store(url)
+        .and_then(|store| store.shared_workers(url))
+        .map_err(|e| format!("DistributedWorkerHooks: {e}"))?;
     let resolve = |path: &str| -> PathBuf {
         match config_dir {
             Some(dir) => dir.join(path),
