@@ -76,6 +76,12 @@ static CASES: &[Case<PersistenceFactory>] = &[
         [],
         resume_after_interruption
     ),
+    case!(
+        "execution_id_reuse",
+        "a fresh run on an id that has checkpoints is refused and changes nothing; with `replace` it deletes them and starts afresh",
+        [],
+        execution_id_reuse
+    ),
 ];
 
 /// The cases of the machine-level suite, in order.
@@ -143,7 +149,7 @@ fn options(id: &str, max_steps: Option<u64>) -> RunOptions {
     RunOptions {
         execution_id: Some(id.to_owned()),
         max_steps,
-        parent_execution_id: None,
+        ..RunOptions::default()
     }
 }
 
@@ -237,6 +243,63 @@ async fn compare_with_memory(env: &E<'_>, yaml: &str) -> CaseResult {
     Ok(())
 }
 
+async fn execution_id_reuse(env: E<'_>) -> CaseResult {
+    let spec = load(LOOP)?;
+    let id = "reused";
+    let (expected, _) = memory_run(&spec, id).await?;
+    let store = env.fresh().await?;
+    let runner = runner(&spec.machine, Arc::clone(&store))?;
+    let stopped = run(&runner, &spec.input, id, Some(3)).await?;
+    ensure!(
+        matches!(stopped.status, RunStatus::StepLimit { limit: 3, .. }),
+        "a run with max_steps 3 ended {:?}",
+        stopped.status
+    );
+    let before = keys(&store).await?;
+    let what = format!("a second fresh run of {id}");
+    match bounded(
+        &what,
+        RUN_LIMIT,
+        runner.run(spec.input.clone(), options(id, None)),
+    )
+    .await?
+    {
+        Err(RunError::ExecutionExists {
+            execution_id,
+            count,
+            ..
+        }) => {
+            ensure_eq!(execution_id, id, "the id the refusal names");
+            ensure!(count > 0, "the refusal counts no checkpoints");
+        }
+        other => return Err(format!("{what}: expected ExecutionExists, got {other:?}")),
+    }
+    ensure_eq!(keys(&store).await?, before, "keys after a refused run");
+    let options = RunOptions {
+        replace: true,
+        ..options(id, None)
+    };
+    let what = format!("a fresh run of {id} with replace");
+    let replaced = bounded(&what, RUN_LIMIT, runner.run(spec.input.clone(), options))
+        .await?
+        .ctx(&what)?;
+    ensure_eq!(
+        replaced.status,
+        RunStatus::Completed,
+        "status after replace"
+    );
+    ensure_eq!(replaced.output, expected.output, "output after replace");
+    ensure_eq!(
+        replaced.steps,
+        expected.steps,
+        "steps after replace: the old run's steps must not count"
+    );
+    // The stopped run's snapshots are gone: resuming the replaced run returns its output.
+    let again = resume(&runner, id).await?;
+    ensure_eq!(again.output, expected.output, "resuming the replaced run");
+    Ok(())
+}
+
 async fn resume_after_step_limit(env: E<'_>) -> CaseResult {
     let spec = load(LOOP)?;
     let id = "stepped";
@@ -294,7 +357,13 @@ async fn resume_after_interruption(env: E<'_>) -> CaseResult {
         let attempt = if started {
             tokio::time::timeout(budget, runner.resume(id, None)).await
         } else {
-            tokio::time::timeout(budget, runner.run(spec.input.clone(), options(id, None))).await
+            // An attempt cut short before the pointer may have left uncommitted snapshots:
+            // starting over replaces them, as `run --replace` does.
+            let options = RunOptions {
+                replace: true,
+                ..options(id, None)
+            };
+            tokio::time::timeout(budget, runner.run(spec.input.clone(), options)).await
         };
         match attempt {
             Ok(Ok(outcome)) => {
@@ -317,7 +386,14 @@ async fn resume_after_interruption(env: E<'_>) -> CaseResult {
     let outcome = if started {
         resume(&runner, id).await?
     } else {
-        run(&runner, &spec.input, id, None).await?
+        let options = RunOptions {
+            replace: true,
+            ..options(id, None)
+        };
+        let what = format!("run {id} afresh");
+        bounded(&what, RUN_LIMIT, runner.run(spec.input.clone(), options))
+            .await?
+            .ctx(&what)?
     };
     ensure_eq!(
         outcome.output,

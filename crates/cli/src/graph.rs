@@ -8,6 +8,7 @@ use flatmachines::Machine;
 use flatmachines::engine::graph::{GraphFormat, render};
 
 use crate::Failure;
+use crate::limits::LimitArgs;
 
 /// Arguments of `flatmachines graph`.
 #[derive(Debug, Args)]
@@ -17,6 +18,8 @@ pub(crate) struct GraphArgs {
     /// Mermaid (for Markdown) or Graphviz dot (`| dot -Tsvg > machine.svg`).
     #[arg(long, value_enum, default_value_t = Format::Mermaid)]
     format: Format,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -26,7 +29,9 @@ enum Format {
 }
 
 pub(crate) fn run(args: GraphArgs) -> Result<(), Failure> {
-    let machine = Machine::from_file(&args.machine).map_err(|e| Failure::Usage(e.to_string()))?;
+    let limits = args.limits.limits()?;
+    let machine = Machine::from_file_within(&args.machine, &limits)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     let format = match args.format {
         Format::Mermaid => GraphFormat::Mermaid,
         Format::Dot => GraphFormat::Dot,

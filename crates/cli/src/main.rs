@@ -5,6 +5,7 @@
 
 mod checkpoints;
 mod graph;
+mod limits;
 mod logging;
 #[cfg(feature = "otel")]
 mod metrics;

@@ -13,6 +13,7 @@ use flatmachines::distributed::{Launcher, SubprocessInvoker};
 use flatmachines::{JsonMap, Machine, ResumeFailure, RunError, RunObserver, RunOptions, RunStatus};
 
 use crate::Failure;
+use crate::limits::{LimitArgs, input_bytes};
 
 /// Arguments of `flatmachines run`.
 #[derive(Debug, Args)]
@@ -33,6 +34,14 @@ pub(crate) struct RunArgs {
     /// backend, where the parent reads it.
     #[arg(long, value_name = "ID", requires = "execution_id")]
     parent_id: Option<String>,
+    /// With --parent-id: the machines above this run, outermost first, as a JSON list of
+    /// names, so the machine_depth limit counts across processes. Set by --launch subprocess.
+    #[arg(long, value_name = "JSON", requires = "parent_id", hide = true)]
+    machine_chain: Option<String>,
+    /// With --execution-id: when that execution already has checkpoints, delete them and
+    /// start afresh (without it, such a run is refused).
+    #[arg(long, requires = "execution_id")]
+    replace: bool,
     /// Where child machines run: in this process, or each as its own `flatmachines run`
     /// process sharing --store (which needs shared results: sqlite://, redis://, postgres://).
     #[arg(long, value_enum, value_name = "WHERE", default_value_t = Launch::InProcess)]
@@ -50,6 +59,8 @@ pub(crate) struct RunArgs {
     /// Print the output indented over several lines.
     #[arg(long)]
     pretty: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 /// Where child machines run.
@@ -66,8 +77,18 @@ pub(crate) async fn run(
     args: RunArgs,
     observers: Vec<Arc<dyn RunObserver>>,
 ) -> Result<(), Failure> {
-    let input = read_input(&args)?;
-    let machine = Machine::from_file(&args.machine).map_err(|e| Failure::Usage(e.to_string()))?;
+    let limits = args.limits.limits()?;
+    let input = read_input(&args, input_bytes(&limits))?;
+    let machine_chain = match &args.machine_chain {
+        Some(text) => serde_json::from_str::<Vec<String>>(text).map_err(|e| {
+            Failure::Usage(format!(
+                "--machine-chain must be a JSON list of machine names: {e}"
+            ))
+        })?,
+        None => Vec::new(),
+    };
+    let machine = Machine::from_file_within(&args.machine, &limits)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     for warning in machine.warnings() {
         tracing::warn!("{warning}");
     }
@@ -113,17 +134,26 @@ pub(crate) async fn run(
                 execution_id: args.execution_id.clone(),
                 max_steps: args.max_steps,
                 parent_execution_id: args.parent_id.clone(),
+                machine_chain,
+                replace: args.replace,
             };
             runner.run(input, options).await
         }
     };
     let outcome = result.map_err(|e| failure(e, &machine, &args))?;
     if let RunStatus::StepLimit { limit, state } = &outcome.status {
+        let next = if checkpoints_in_memory(&machine, &args) {
+            "raise --max-steps or settings.max_steps and run it again (its checkpoints were in memory, so it cannot be resumed; use --store file://DIR to make runs resumable)".to_owned()
+        } else {
+            format!(
+                "raise --max-steps or settings.max_steps, and resume with --resume {}",
+                outcome.execution_id
+            )
+        };
         return Err(Failure::Run(format!(
-            "machine `{}` stopped at the step limit of {limit} steps before state `{state}` (execution {}); raise --max-steps or settings.max_steps, and resume with --resume {}",
+            "machine `{}` stopped at the step limit of {limit} steps before state `{state}` (execution {}); {next}",
             machine.name(),
             outcome.execution_id,
-            outcome.execution_id
         )));
     }
     let text = if args.pretty {
@@ -149,18 +179,19 @@ fn failure(error: RunError, machine: &Machine, args: &RunArgs) -> Failure {
     match error {
         RunError::Config(e) => Failure::Usage(e.to_string()),
         RunError::Input(message) => Failure::Usage(format!("invalid input: {message}")),
+        RunError::ExecutionExists {
+            ref execution_id, ..
+        } => {
+            let hint = format!(
+                "; resume it with --resume {execution_id}, choose another --execution-id, or pass --replace to delete its checkpoints and start afresh"
+            );
+            Failure::Usage(format!("{error}{hint}"))
+        }
         RunError::Resume {
             reason: ResumeFailure::Unknown,
             ..
         } => {
-            let in_memory = args.store.is_none()
-                && machine
-                    .config()
-                    .data
-                    .persistence
-                    .as_ref()
-                    .is_none_or(|p| p.backend == "memory");
-            let hint = if in_memory {
+            let hint = if checkpoints_in_memory(machine, args) {
                 "; this machine checkpoints in memory, so nothing outlives a run: use --store file://DIR or `persistence: {backend: local}`"
             } else {
                 ""
@@ -171,25 +202,56 @@ fn failure(error: RunError, machine: &Machine, args: &RunArgs) -> Failure {
     }
 }
 
-fn read_input(args: &RunArgs) -> Result<JsonMap, Failure> {
+/// Whether this run keeps its checkpoints in memory only, so nothing outlives the process.
+fn checkpoints_in_memory(machine: &Machine, args: &RunArgs) -> bool {
+    match &args.store {
+        Some(url) => url.starts_with("memory:"),
+        None => machine
+            .config()
+            .data
+            .persistence
+            .as_ref()
+            .is_none_or(|p| p.backend == "memory"),
+    }
+}
+
+/// Reads at most `max` bytes from `reader`, refusing more.
+fn read_bounded(reader: impl Read, max: u64, source: &str) -> Result<String, Failure> {
+    let mut bytes = Vec::new();
+    reader
+        .take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| Failure::Usage(format!("cannot read {source}: {e}")))?;
+    if bytes.len() as u64 > max {
+        return Err(Failure::Usage(format!(
+            "{source} is larger than {} ({})",
+            flatmachines::core::Limit::InputBytes.format_value(max),
+            flatmachines::core::Limit::InputBytes.hint(max)
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| Failure::Usage(format!("{source} is not UTF-8 text: {e}")))
+}
+
+fn read_input(args: &RunArgs, max: u64) -> Result<JsonMap, Failure> {
     let (text, source) = match (&args.input, &args.input_file) {
-        (Some(text), _) => (text.clone(), "--input".to_owned()),
+        (Some(text), _) => {
+            let source = "--input".to_owned();
+            (read_bounded(text.as_bytes(), max, &source)?, source)
+        }
         (None, Some(path)) if path.as_os_str() == "-" => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|e| Failure::Usage(format!("cannot read the input from stdin: {e}")))?;
-            (text, "stdin".to_owned())
+            let source = "stdin".to_owned();
+            (read_bounded(std::io::stdin().lock(), max, &source)?, source)
         }
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
+            let source = format!("input file `{}`", path.display());
+            let file = std::fs::File::open(path).map_err(|e| {
                 Failure::Usage(format!("cannot read input file `{}`: {e}", path.display()))
             })?;
-            (text, format!("input file `{}`", path.display()))
+            (read_bounded(file, max, &source)?, source)
         }
         (None, None) => return Ok(JsonMap::new()),
     };
-    match serde_json::from_str::<Value>(&text) {
+    match flatmachines::core::json::from_str_exact(&text) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(Failure::Usage(format!(
             "{source} must be a JSON object, found {}",

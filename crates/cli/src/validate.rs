@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use flatmachines::engine::validate::{Severity, validate_files_for};
+use flatmachines::engine::validate::{Severity, validate_files_checking};
 
 use crate::Failure;
+use crate::limits::LimitArgs;
 
 /// Arguments of `flatmachines validate`.
 #[derive(Debug, Args)]
@@ -20,12 +21,21 @@ pub(crate) struct ValidateArgs {
     /// Fail on warnings too.
     #[arg(long)]
     strict: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
     Text,
     Json,
+}
+
+/// Checks hook args as the facade's `command` and `webhook` classes would when built.
+fn hook_args(hooks: &flatmachines::core::config::HooksConfig) -> Result<(), String> {
+    flatmachines::remote_hooks::effects(hooks)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 fn expand(patterns: &[String]) -> Result<Vec<PathBuf>, Failure> {
@@ -51,7 +61,9 @@ pub(crate) fn run(args: ValidateArgs) -> Result<(), Failure> {
     // The hook classes this program registers (webhook, command, DistributedWorkerHooks, …)
     // are as good as built in for the machines it runs.
     let runtime = flatmachines::runtime();
-    let report = validate_files_for(&files, runtime.hook_classes());
+    let limits = args.limits.limits()?;
+    // Hook args a run would refuse (a `file://` webhook, a bad `env:` name) are errors here.
+    let report = validate_files_checking(&files, runtime.hook_classes(), &limits, hook_args);
     match args.format {
         Format::Text => {
             for diagnostic in &report.diagnostics {

@@ -16,6 +16,7 @@ use flatmachines::distributed::{
 use flatmachines::{Machine, RunOptions, RunStatus, Runner};
 
 use crate::Failure;
+use crate::limits::LimitArgs;
 
 /// Arguments of `flatmachines worker`.
 #[derive(Debug, Args)]
@@ -56,6 +57,8 @@ pub(crate) struct WorkerArgs {
     /// Step limit of each job's run.
     #[arg(long, value_name = "N")]
     max_steps: Option<u64>,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 fn seconds(text: &str, allow_zero: bool) -> Result<f64, String> {
@@ -171,7 +174,9 @@ async fn shutdown_signal() {
 }
 
 pub(crate) async fn run(args: WorkerArgs) -> Result<(), Failure> {
-    let machine = Machine::from_file(&args.machine).map_err(|e| Failure::Usage(e.to_string()))?;
+    let limits = args.limits.limits()?;
+    let machine = Machine::from_file_within(&args.machine, &limits)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     for warning in machine.warnings() {
         tracing::warn!("{warning}");
     }

@@ -195,7 +195,7 @@ fn failed_runs_exit_1_with_one_line() {
     );
     assert_eq!(
         step_limit,
-        "error: machine `loop-bench` stopped at the step limit of 25 steps before state `ping` (execution limited); raise --max-steps or settings.max_steps, and resume with --resume limited"
+        "error: machine `loop-bench` stopped at the step limit of 25 steps before state `ping` (execution limited); raise --max-steps or settings.max_steps and run it again (its checkpoints were in memory, so it cannot be resumed; use --store file://DIR to make runs resumable)"
     );
     let dir = tempfile::tempdir().unwrap();
     let failing = dir.path().join("failing.yml");
@@ -540,4 +540,54 @@ fn graph_prints_mermaid_and_dot() {
     );
     let missing = flatmachines(&["graph", "no/such.yml"]);
     assert_eq!(missing.status.code(), Some(2));
+}
+
+/// `validate` refuses hook args a run would refuse when it builds the hooks: a webhook that
+/// would post the context somewhere other than an `http(s)` server, a bad `env:` name.
+#[test]
+fn validate_refuses_hook_args_a_run_would_refuse() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let machine = |hooks: &str| {
+        format!(
+            "spec: flatmachine\nspec_version: \"1.0.0\"\ndata:\n  name: hooked\n  hooks:\n{hooks}\n  states:\n    start: {{type: initial, transitions: [{{to: done}}]}}\n    done: {{type: final, output: {{}}}}\n"
+        )
+    };
+    let cases = [
+        (
+            "file.yml",
+            "    class: webhook\n    args: {endpoint: \"file:///etc/passwd\"}",
+            "scheme `file`",
+        ),
+        (
+            "env.yml",
+            "    class: command\n    args: {command: [python3, hooks.py], env: [\"NOT A NAME\"]}",
+            "env[0]",
+        ),
+    ];
+    for (file, hooks, expected) in cases {
+        std::fs::write(dir.path().join(file), machine(hooks)).expect("write the machine");
+        let output = flatmachines_in(dir.path(), &["validate", file]);
+        let text = stdout(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{file}: {text}{}",
+            stderr(&output)
+        );
+        assert!(text.contains("error"), "{file}: {text}");
+        assert!(text.contains(expected), "{file}: {text}");
+    }
+    // An https endpoint passes.
+    std::fs::write(
+        dir.path().join("ok.yml"),
+        machine("    class: webhook\n    args: {endpoint: \"https://hooks.example.com/in\"}"),
+    )
+    .expect("write the machine");
+    let output = flatmachines_in(dir.path(), &["validate", "ok.yml"]);
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
 }

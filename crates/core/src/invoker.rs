@@ -24,6 +24,9 @@ pub struct InvokeRequest {
     /// The child's config file, when it has one of its own; `None` for a machine written
     /// inline in its parent's `machines:` map.
     pub config_file: Option<PathBuf>,
+    /// The names of the machines above the child, the outermost first: a runner in another
+    /// process continues the `machine_depth` count from here.
+    pub machine_chain: Vec<String>,
 }
 
 impl InvokeRequest {
@@ -39,6 +42,7 @@ impl InvokeRequest {
             parent_execution_id: None,
             input,
             config_file: None,
+            machine_chain: Vec::new(),
         }
     }
 }

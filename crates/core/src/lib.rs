@@ -24,6 +24,8 @@ pub mod distributed;
 mod error;
 pub mod hooks;
 pub mod invoker;
+pub mod json;
+pub mod limits;
 pub mod llm;
 pub mod lock;
 pub mod observe;
@@ -47,6 +49,7 @@ pub use distributed::{
 pub use error::{Error, Result};
 pub use hooks::{MachineHooks, StateError};
 pub use invoker::{InvokeRequest, MachineInvoker};
+pub use limits::{Limit, LimitError, Limits};
 pub use llm::LlmBackend;
 pub use lock::ExecutionLock;
 pub use observe::{RunEvent, RunObserver};

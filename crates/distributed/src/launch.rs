@@ -72,6 +72,9 @@ pub struct LaunchRequest {
     pub execution_id: Option<String>,
     /// The parent execution, for lineage and so the child publishes its result.
     pub parent_id: Option<String>,
+    /// The names of the machines above it, outermost first (`--machine-chain`), so the
+    /// `machine_depth` limit counts across processes.
+    pub machine_chain: Vec<String>,
 }
 
 impl LaunchRequest {
@@ -82,6 +85,7 @@ impl LaunchRequest {
             input,
             execution_id: None,
             parent_id: None,
+            machine_chain: Vec::new(),
         }
     }
 }
@@ -179,6 +183,11 @@ impl Launcher {
             .arg(&execution_id);
         if let Some(parent) = &request.parent_id {
             command.arg("--parent-id").arg(parent);
+        }
+        if !request.machine_chain.is_empty() {
+            command
+                .arg("--machine-chain")
+                .arg(Value::from(request.machine_chain.clone()).to_string());
         }
         if let Some(store) = &self.store {
             command.arg("--store").arg(store);
@@ -283,6 +292,7 @@ impl SubprocessInvoker {
         let mut launch = LaunchRequest::new(file, request.input.clone());
         launch.execution_id = Some(request.execution_id.clone());
         launch.parent_id.clone_from(&request.parent_execution_id);
+        launch.machine_chain.clone_from(&request.machine_chain);
         Ok(launch)
     }
 

@@ -60,6 +60,7 @@ fn bench_loop(bencher: Bencher, machine: &Machine) {
         execution_id: None,
         max_steps: Some(STEPS),
         parent_execution_id: None,
+        ..Default::default()
     };
     bencher
         .counter(ItemsCount::new(STEPS))
@@ -103,6 +104,7 @@ fn loop_steps_local_checkpoints(bencher: Bencher) {
         execution_id: None,
         max_steps: Some(LOCAL_STEPS),
         parent_execution_id: None,
+        ..Default::default()
     };
     bencher
         .counter(ItemsCount::new(LOCAL_STEPS))

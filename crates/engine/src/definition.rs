@@ -21,6 +21,8 @@ pub(crate) struct MachineSet {
     pub(crate) machines: Vec<MachineDef>,
     pub(crate) templates: TemplateEngine,
     pub(crate) warnings: Vec<ConfigWarning>,
+    /// The bounds the set runs with: the caller's, then the root machine's settings.
+    pub(crate) limits: flatmachines_core::Limits,
 }
 
 /// One compiled machine.

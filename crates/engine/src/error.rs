@@ -23,6 +23,10 @@ pub mod error_types {
     pub const BACKEND: &str = "BackendError";
     /// A child machine stopped at its step limit.
     pub const STEP_LIMIT: &str = "StepLimit";
+    /// A child machine would have nested deeper than the `machine_depth` limit.
+    pub const DEPTH_LIMIT: &str = "MachineDepthLimit";
+    /// A run tree would have started more child machines than the `tree_machines` limit.
+    pub const TREE_LIMIT: &str = "MachineTreeLimit";
     /// A non-final state had no transition whose condition held.
     pub const NO_TRANSITION: &str = "NoTransition";
     /// A child task ended abnormally (a panic in user code).
@@ -67,6 +71,21 @@ pub enum RunError {
         /// The execution id.
         execution_id: String,
     },
+    /// A fresh run was given an execution id that already has checkpoints: running would mix
+    /// two runs' snapshots under one id. Resume it, pick another id, or set
+    /// [`RunOptions::replace`](crate::RunOptions::replace).
+    #[error(
+        "execution `{execution_id}` already has {count} stored checkpoint(s){}; a fresh run under the same id would mix its snapshots with theirs",
+        machine.as_deref().map(|m| format!(" of machine `{m}`")).unwrap_or_default()
+    )]
+    ExecutionExists {
+        /// The execution id.
+        execution_id: String,
+        /// The machine the stored checkpoints belong to, when they could be read.
+        machine: Option<String>,
+        /// How many keys the store holds for it.
+        count: usize,
+    },
     /// The execution could not be resumed from its checkpoints.
     #[error("cannot resume execution `{execution_id}`: {reason}")]
     Resume {
@@ -110,7 +129,9 @@ impl RunError {
             RunError::Failed { error, .. } => error.clone(),
             RunError::Config(e) => state_error("ConfigError", e.to_string()),
             RunError::Input(message) => state_error(error_types::INVALID_VALUE, message.clone()),
-            RunError::LockHeld { .. } | RunError::Resume { .. } => {
+            RunError::LockHeld { .. }
+            | RunError::Resume { .. }
+            | RunError::ExecutionExists { .. } => {
                 state_error(error_types::BACKEND, self.to_string())
             }
         }

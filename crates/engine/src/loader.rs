@@ -6,15 +6,12 @@ use std::path::{Component, Path, PathBuf};
 use indexmap::IndexMap;
 use serde_json::Value;
 
-use flatmachines_core::config::{Format, MachineRef, parse_text};
-use flatmachines_core::{ConfigError, MachineConfig};
+use flatmachines_core::config::{Format, MachineRef, parse_text_within};
+use flatmachines_core::{ConfigError, Limit, Limits, MachineConfig};
 
 use crate::compile::Compiler;
 use crate::definition::{MachineDef, MachineId, MachineSet};
 use crate::template::TemplateEngine;
-
-/// Files larger than this are refused rather than parsed.
-const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
 
 enum Source {
     File {
@@ -35,19 +32,36 @@ struct Pending {
     referrer: Option<(PathBuf, String)>,
 }
 
-#[derive(Default)]
 struct Loader {
     by_path: HashMap<PathBuf, MachineId>,
     pending: VecDeque<Pending>,
     machines: Vec<Option<MachineDef>>,
     templates: TemplateEngine,
     warnings: Vec<flatmachines_core::ConfigWarning>,
+    /// The bounds the caller chose; the root machine's settings fill in the rest.
+    requested: Limits,
+    /// `requested`, then the root's settings: what the loaded set runs with.
+    limits: Limits,
+}
+
+impl Loader {
+    fn new(requested: &Limits) -> Loader {
+        Loader {
+            by_path: HashMap::new(),
+            pending: VecDeque::new(),
+            machines: Vec::new(),
+            templates: TemplateEngine::new(),
+            warnings: Vec::new(),
+            requested: *requested,
+            limits: *requested,
+        }
+    }
 }
 
 /// Loads `path` and the machines it references.
-pub(crate) fn load_file(path: &Path) -> Result<MachineSet, ConfigError> {
+pub(crate) fn load_file(path: &Path, limits: &Limits) -> Result<MachineSet, ConfigError> {
     let canonical = canonical(path)?;
-    let mut loader = Loader::default();
+    let mut loader = Loader::new(limits);
     loader.by_path.insert(canonical.clone(), 0);
     loader.machines.push(None);
     loader.pending.push_back(Pending {
@@ -67,8 +81,9 @@ pub(crate) fn load_document(
     value: Value,
     file: &Path,
     dir: &Path,
+    limits: &Limits,
 ) -> Result<MachineSet, ConfigError> {
-    let mut loader = Loader::default();
+    let mut loader = Loader::new(limits);
     loader.machines.push(None);
     loader.pending.push_back(Pending {
         id: 0,
@@ -83,8 +98,12 @@ pub(crate) fn load_document(
 }
 
 /// Parses config text the way a file of that name would be parsed.
-pub(crate) fn parse_document(text: &str, file: &Path) -> Result<Value, ConfigError> {
-    parse_text(text, file, Format::from_path(file))
+pub(crate) fn parse_document(
+    text: &str,
+    file: &Path,
+    limits: &Limits,
+) -> Result<Value, ConfigError> {
+    parse_text_within(text, file, Format::from_path(file), limits)
 }
 
 fn canonical(path: &Path) -> Result<PathBuf, ConfigError> {
@@ -117,18 +136,21 @@ impl Loader {
             }
         }
         let machines = self.machines.into_iter().flatten().collect();
+        let mut templates = self.templates;
+        templates.set_limits(&self.limits);
         Ok(MachineSet {
             machines,
-            templates: self.templates,
+            templates,
             warnings: self.warnings,
+            limits: self.limits,
         })
     }
 
     fn load(&mut self, pending: Pending) -> Result<(), ConfigError> {
         let (document, file, dir, source_file) = match pending.source {
             Source::File { display, canonical } => {
-                let text = read(&display, &canonical)?;
-                let document = parse_document(&text, &display)?;
+                let text = read(&display, &canonical, &self.requested)?;
+                let document = parse_document(&text, &display, &self.requested)?;
                 let dir = canonical
                     .parent()
                     .map(Path::to_path_buf)
@@ -139,6 +161,10 @@ impl Loader {
         };
         let (config, warnings) = MachineConfig::from_value(document, &file)?;
         self.warnings.extend(warnings);
+        let chosen = settings_limits(&config, &file)?;
+        if pending.id == 0 {
+            self.limits = self.requested.or(&chosen);
+        }
         let children = self.discover_children(&config, &file, &dir)?;
         let definition = Compiler {
             file: &file,
@@ -226,17 +252,57 @@ impl Loader {
     }
 }
 
-fn read(display: &Path, canonical: &Path) -> Result<String, ConfigError> {
+/// The bounds a machine's `settings` choose (`max_depth`, `limits:`). Every machine's are
+/// checked; the root's apply to the whole set.
+fn settings_limits(config: &MachineConfig, file: &Path) -> Result<Limits, ConfigError> {
+    let settings = &config.data.settings.extra;
+    Limits::from_settings(settings.get("max_depth"), settings.get("limits")).map_err(
+        |(location, error)| ConfigError::Invalid {
+            file: file.to_owned(),
+            location,
+            message: error.to_string(),
+        },
+    )
+}
+
+/// Reads a config file, refusing one over the `config_bytes` bound before reading it. The
+/// read itself is bounded too, so a file that grows, or a device such as `/dev/zero`, stops at
+/// the bound.
+pub(crate) fn read(
+    display: &Path,
+    canonical: &Path,
+    limits: &Limits,
+) -> Result<String, ConfigError> {
+    use std::io::Read;
     let error = |source| ConfigError::Read {
         file: display.to_owned(),
         source,
     };
-    let size = std::fs::metadata(canonical).map_err(error)?.len();
-    if size > MAX_CONFIG_BYTES {
-        return Err(error(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("the file is {size} bytes; config files are limited to {MAX_CONFIG_BYTES}"),
-        )));
+    let bound = limits.get(Limit::ConfigBytes);
+    let too_large = |size: u64| ConfigError::Limit {
+        file: display.to_owned(),
+        line: None,
+        column: None,
+        message: format!("the file is {size} bytes or more"),
+        limit: Limit::ConfigBytes,
+        value: bound,
+    };
+    let file = std::fs::File::open(canonical).map_err(error)?;
+    let size = file.metadata().map_err(error)?.len();
+    if size > bound {
+        return Err(too_large(size));
     }
-    std::fs::read_to_string(canonical).map_err(error)
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(bound.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(error)?;
+    if bytes.len() as u64 > bound {
+        return Err(too_large(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("the file is not UTF-8 text ({e})"),
+        ))
+    })
 }

@@ -47,6 +47,7 @@ fn with_id(id: &str) -> RunOptions {
         execution_id: Some(id.to_owned()),
         max_steps: None,
         parent_execution_id: None,
+        ..Default::default()
     }
 }
 

@@ -32,6 +32,7 @@ async fn run_with(yaml: &str, store: Arc<MemoryBackend>, id: &str) -> Value {
         execution_id: Some(id.to_owned()),
         max_steps: None,
         parent_execution_id: None,
+        ..Default::default()
     };
     runtime
         .run(&machine, common::object(json!({"n": 7})), options)
@@ -211,6 +212,7 @@ data:
         execution_id: Some("launcher-1".into()),
         max_steps: None,
         parent_execution_id: None,
+        ..Default::default()
     };
     let outcome = runtime
         .run(&machine, Default::default(), options)
@@ -263,6 +265,7 @@ mod pruning {
             execution_id: Some("busy".to_owned()),
             max_steps: Some(4),
             parent_execution_id: None,
+            ..Default::default()
         };
         runtime
             .run(&unfinished, Default::default(), options)
@@ -412,6 +415,7 @@ data:
         execution_id: Some("relauncher-1".into()),
         max_steps: None,
         parent_execution_id: None,
+        ..Default::default()
     };
     let outcome = runtime
         .run(&machine, Default::default(), options)

@@ -53,6 +53,7 @@ fn run(case: &Case) -> Value {
         execution_id: Some("corpus-run".to_owned()),
         max_steps: case.max_steps,
         parent_execution_id: None,
+        ..Default::default()
     };
     let outcome =
         runtime.block_on(common::test_runtime().run(&case.machine, case.input.clone(), options));

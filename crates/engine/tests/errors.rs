@@ -276,6 +276,7 @@ async fn bad_execution_ids_are_rejected() {
             execution_id: Some(id.to_owned()),
             max_steps: None,
             parent_execution_id: None,
+            ..Default::default()
         };
         let error = Runtime::default()
             .run(&machine, Default::default(), options)

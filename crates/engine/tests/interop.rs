@@ -105,6 +105,7 @@ async fn run_here(dir: &Path, id: &str) -> Value {
         execution_id: Some(id.to_owned()),
         max_steps: None,
         parent_execution_id: None,
+        ..Default::default()
     };
     runtime
         .run(&machine(), input(), options)
@@ -199,6 +200,7 @@ async fn write_ours(dir: &Path) {
         execution_id: Some("ours".to_owned()),
         max_steps: None,
         parent_execution_id: None,
+        ..Default::default()
     };
     let error = runtime.run(&machine(), input(), options).await.unwrap_err();
     assert!(

@@ -20,6 +20,7 @@ fn options(id: &str, max_steps: Option<u64>) -> RunOptions {
         execution_id: Some(id.to_owned()),
         max_steps,
         parent_execution_id: None,
+        ..Default::default()
     }
 }
 

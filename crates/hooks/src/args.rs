@@ -1,6 +1,5 @@
 //! Reading a hook's YAML `args`, and [`SetupError`], what a bad one gives.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -60,6 +59,32 @@ pub enum SetupError {
         /// The arguments it knows.
         known: String,
     },
+    /// An argument holds something that cannot be an environment variable's name.
+    #[error(
+        "`{class}` hooks: `{field}` has `{name}`, which is not an environment variable name (letters, digits and `_`, not starting with a digit)"
+    )]
+    BadVariableName {
+        /// The hook class.
+        class: &'static str,
+        /// The argument (`env`, or the list item, `env[2]`).
+        field: String,
+        /// The name found (cut when long).
+        name: String,
+    },
+    /// A URL argument is not one the hook can use.
+    #[error("`{class}` hooks: `{field}` must be {expected}; `{url}` {problem}")]
+    BadUrl {
+        /// The hook class.
+        class: &'static str,
+        /// The argument.
+        field: &'static str,
+        /// The URL, without user, password, query or fragment.
+        url: String,
+        /// What was expected, such as `an http or https URL with a host`.
+        expected: &'static str,
+        /// What is wrong with it: `has the scheme `file``, `has no host`, ….
+        problem: String,
+    },
     /// The HTTP client could not be built.
     #[error("`{class}` hooks: cannot build the HTTP client: {message}")]
     Client {
@@ -96,11 +121,13 @@ impl<'a> Args<'a> {
         Ok(Args { class, map })
     }
 
-    fn get(&self, field: &str) -> Option<&'a Value> {
+    /// The argument's value; `null` counts as absent.
+    pub(crate) fn get(&self, field: &str) -> Option<&'a Value> {
         self.map.get(field).filter(|value| !value.is_null())
     }
 
-    fn invalid(&self, field: &str, expected: &str, found: &Value) -> SetupError {
+    /// The error for `field` holding `found` where `expected` was needed.
+    pub(crate) fn invalid(&self, field: &str, expected: &str, found: &Value) -> SetupError {
         SetupError::Invalid {
             class: self.class,
             field: field.to_owned(),
@@ -188,24 +215,6 @@ impl<'a> Args<'a> {
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
-            Some(other) => Err(self.invalid(field, EXPECTED, other)),
-        }
-    }
-
-    /// A mapping of names to strings (numbers and booleans are written out).
-    pub(crate) fn string_map(&self, field: &str) -> Result<BTreeMap<String, String>, SetupError> {
-        const EXPECTED: &str = "a mapping of names to strings";
-        match self.get(field) {
-            None => Ok(BTreeMap::new()),
-            Some(Value::Object(entries)) => entries
-                .iter()
-                .map(|(key, value)| match value {
-                    Value::String(text) => Ok((key.clone(), text.clone())),
-                    Value::Number(n) => Ok((key.clone(), n.to_string())),
-                    Value::Bool(b) => Ok((key.clone(), b.to_string())),
-                    other => Err(self.invalid(&format!("{field}.{key}"), "a string", other)),
-                })
-                .collect(),
             Some(other) => Err(self.invalid(field, EXPECTED, other)),
         }
     }

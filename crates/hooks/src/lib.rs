@@ -11,6 +11,8 @@
 //!   stdin and stdout, with the same events and replies. A process that crashes, hangs or
 //!   prints something other than JSON gives a clear error, and never hangs the run.
 //! - With the `otel` feature, [`otel`] records runs as OpenTelemetry metrics.
+//! - [`effects`] tells, from a `hooks:` config alone, which programs it will run and which
+//!   URLs it will call, for `validate` and reviews.
 //!
 //! Both hook types are [`EventHooks`] over an [`EventSink`]: the sink carries an event to the
 //! receiver and brings its reply back; `EventHooks` filters events, applies replies and
@@ -29,6 +31,7 @@
 
 mod args;
 pub mod command;
+mod effects;
 mod error;
 mod event;
 mod reply;
@@ -43,6 +46,7 @@ pub mod otel;
 
 pub use args::SetupError;
 pub use command::{CommandConfig, CommandHooks, CommandProcess};
+pub use effects::{Effect, effects};
 pub use error::DeliveryError;
 pub use event::{EventKind, EventSet, HookEvent};
 pub use secret::Secret;

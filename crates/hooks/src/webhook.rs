@@ -37,6 +37,24 @@ const MAX_REPLY_BYTES: usize = 32 * 1024 * 1024;
 /// How much of an error response's body goes into the error message.
 const ERROR_BODY_CHARS: usize = 200;
 
+/// The arguments a webhook's YAML `args` may hold.
+const KNOWN_ARGS: &[&str] = &[
+    "endpoint",
+    "timeout",
+    "api_key_env",
+    "api_key",
+    "signing_secret_env",
+    "fatal",
+    "events",
+];
+
+/// What a missing endpoint should have been.
+const ENDPOINT_NEEDED: &str = "the URL to post events to";
+
+/// What an endpoint must be.
+const ENDPOINT_EXPECTED: &str =
+    "an http or https URL with a host, such as https://hooks.example.com/events";
+
 /// A webhook's settings.
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
@@ -68,20 +86,14 @@ impl WebhookConfig {
         }
     }
 
-    /// Reads YAML `args`: `endpoint` (required), `timeout`, `api_key_env` (or `api_key`, as
-    /// the reference allows), `signing_secret_env`, `fatal`, `events`.
+    /// Reads YAML `args`: `endpoint` (required; an `http` or `https` URL with a host, else
+    /// [`SetupError::BadUrl`]), `timeout`, `api_key_env` (or `api_key`, as the reference
+    /// allows), `signing_secret_env`, `fatal`, `events`.
     pub fn from_args(args: &JsonMap) -> Result<Self, SetupError> {
-        const KNOWN: &[&str] = &[
-            "endpoint",
-            "timeout",
-            "api_key_env",
-            "api_key",
-            "signing_secret_env",
-            "fatal",
-            "events",
-        ];
-        let args = Args::new("webhook", args, KNOWN)?;
-        let endpoint = args.required_string("endpoint", "the URL to post events to")?;
+        let args = Args::new("webhook", args, KNOWN_ARGS)?;
+        let endpoint = args.required_string("endpoint", ENDPOINT_NEEDED)?;
+        // Checked here too, so a bad endpoint is named when the config is read.
+        parse_endpoint(endpoint)?;
         let bearer_token = match args.env_secret("api_key_env")? {
             Some(token) => Some(token),
             None => args.string("api_key")?.map(Secret::new),
@@ -136,7 +148,11 @@ impl std::fmt::Debug for Webhook {
 }
 
 /// `scheme://host:port/path`: what a log may show of a URL.
-fn redacted(url: &Url) -> String {
+pub(crate) fn redacted(url: &Url) -> String {
+    // `mailto:…`, `javascript:…`: no authority to show, and none to hide.
+    if url.cannot_be_a_base() {
+        return clip(&format!("{}:{}", url.scheme(), url.path()), 80);
+    }
     let mut shown = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
     if let Some(port) = url.port() {
         shown.push_str(&format!(":{port}"));
@@ -145,27 +161,69 @@ fn redacted(url: &Url) -> String {
     shown
 }
 
-impl Webhook {
-    /// The sink for `config`.
-    pub fn new(config: WebhookConfig) -> Result<Self, SetupError> {
-        let invalid = |expected: &str, found: String| SetupError::Invalid {
-            class: "webhook",
-            field: "endpoint".to_owned(),
-            expected: expected.to_owned(),
-            found,
-        };
-        let endpoint = Url::parse(&config.endpoint).map_err(|e| {
-            invalid(
-                "an http or https URL",
-                format!("`{}` ({e})", clip(&config.endpoint, 80)),
-            )
-        })?;
-        if !matches!(endpoint.scheme(), "http" | "https") || endpoint.host_str().is_none() {
-            return Err(invalid(
-                "an http or https URL",
-                format!("`{}`", redacted(&endpoint)),
-            ));
+/// The endpoint of webhook `args`, every argument checked as [`WebhookConfig::from_args`]
+/// does, except that the variables `api_key_env` and `signing_secret_env` name are not read:
+/// what the config says, whatever the environment of the moment.
+pub(crate) fn checked_endpoint(args: &JsonMap) -> Result<Url, SetupError> {
+    let args = Args::new("webhook", args, KNOWN_ARGS)?;
+    let endpoint = parse_endpoint(args.required_string("endpoint", ENDPOINT_NEEDED)?)?;
+    args.seconds("timeout", WebhookConfig::DEFAULT_TIMEOUT)?;
+    for field in ["api_key_env", "api_key", "signing_secret_env"] {
+        args.string(field)?;
+    }
+    args.flag("fatal", false)?;
+    args.events()?;
+    Ok(endpoint)
+}
+
+/// `text` as a webhook endpoint: an `http` or `https` URL with a host. Anything else
+/// (`file:///etc/passwd`, `ftp://…`, `http://` without a host, a path) would make the runtime
+/// read files or speak protocols a hook has no business with, so it is refused up front.
+pub(crate) fn parse_endpoint(text: &str) -> Result<Url, SetupError> {
+    let bad = |url: String, problem: String| SetupError::BadUrl {
+        class: "webhook",
+        field: "endpoint",
+        url,
+        expected: ENDPOINT_EXPECTED,
+        problem,
+    };
+    let url = Url::parse(text.trim())
+        .map_err(|e| bad(redacted_text(text), format!("is not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad(
+            redacted(&url),
+            format!("has the scheme `{}`", url.scheme()),
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad(redacted(&url), "has no host".to_owned()));
+    }
+    Ok(url)
+}
+
+/// What a message may show of text that is not a URL: no user or password (before an `@`),
+/// no query or fragment, and not too long.
+fn redacted_text(text: &str) -> String {
+    let text = text.trim();
+    let text = text.split(['?', '#']).next().unwrap_or_default();
+    let shown = match text.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            match authority.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://…@{host}{path}"),
+                None => text.to_owned(),
+            }
         }
+        None => text.to_owned(),
+    };
+    clip(&shown.replace('\n', "\\n"), 80)
+}
+
+impl Webhook {
+    /// The sink for `config`; an endpoint that is not an `http` or `https` URL with a host is
+    /// refused with [`SetupError::BadUrl`].
+    pub fn new(config: WebhookConfig) -> Result<Self, SetupError> {
+        let endpoint = parse_endpoint(&config.endpoint)?;
         let authorization = match &config.bearer_token {
             Some(token) => {
                 let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
@@ -367,5 +425,100 @@ mod tests {
             error.to_string(),
             "`webhook` hooks need `endpoint`: the URL to post events to"
         );
+    }
+
+    /// The error a bad `endpoint` gives, read from YAML and built directly alike.
+    fn bad_endpoint(endpoint: &str) -> SetupError {
+        let from_args = WebhookConfig::from_args(&args(json!({"endpoint": endpoint}))).unwrap_err();
+        let built = WebhookHooks::new(WebhookConfig::new(endpoint)).unwrap_err();
+        assert_eq!(from_args, built);
+        from_args
+    }
+
+    #[test]
+    fn only_http_and_https_urls_with_a_host_are_endpoints() {
+        for (endpoint, url, problem) in [
+            (
+                "file:///etc/passwd",
+                "file:///etc/passwd",
+                "has the scheme `file`",
+            ),
+            (
+                "ftp://files.example.com/in",
+                "ftp://files.example.com/in",
+                "has the scheme `ftp`",
+            ),
+            (
+                "unix:///run/hooks.sock",
+                "unix:///run/hooks.sock",
+                "has the scheme `unix`",
+            ),
+            (
+                "mailto:ops@example.com",
+                "mailto:ops@example.com",
+                "has the scheme `mailto`",
+            ),
+            (
+                "javascript:alert(1)",
+                "javascript:alert(1)",
+                "has the scheme `javascript`",
+            ),
+            ("http://", "http://", "is not a URL (empty host)"),
+            ("https://", "https://", "is not a URL (empty host)"),
+            (
+                "http://:8080/in",
+                "http://:8080/in",
+                "is not a URL (empty host)",
+            ),
+            (
+                "/hooks/in",
+                "/hooks/in",
+                "is not a URL (relative URL without a base)",
+            ),
+            (
+                "hooks.example.com/in",
+                "hooks.example.com/in",
+                "is not a URL (relative URL without a base)",
+            ),
+        ] {
+            let error = bad_endpoint(endpoint);
+            assert_eq!(
+                error,
+                SetupError::BadUrl {
+                    class: "webhook",
+                    field: "endpoint",
+                    url: url.to_owned(),
+                    expected: ENDPOINT_EXPECTED,
+                    problem: problem.to_owned(),
+                },
+                "{endpoint}"
+            );
+        }
+        assert_eq!(
+            bad_endpoint("file:///etc/passwd").to_string(),
+            "`webhook` hooks: `endpoint` must be an http or https URL with a host, such as https://hooks.example.com/events; `file:///etc/passwd` has the scheme `file`"
+        );
+        // Credentials and queries stay out of the message, parsed or not.
+        for endpoint in [
+            "ftp://user:pw@files.example.com/in?token=abc",
+            "https://user:pw@/in?token=abc",
+        ] {
+            let message = bad_endpoint(endpoint).to_string();
+            assert!(
+                !message.contains("pw") && !message.contains("abc"),
+                "{message}"
+            );
+        }
+        for endpoint in [
+            "http://127.0.0.1:9/in",
+            "https://hooks.example.com",
+            "HTTPS://Hooks.Example.com/in",
+        ] {
+            assert!(parse_endpoint(endpoint).is_ok(), "{endpoint}");
+            assert!(
+                WebhookHooks::new(WebhookConfig::new(endpoint)).is_ok(),
+                "{endpoint}"
+            );
+        }
     }
 }

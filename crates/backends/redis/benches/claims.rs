@@ -229,6 +229,7 @@ fn loop_steps_redis_checkpoints(bencher: Bencher) {
         execution_id: None,
         max_steps: Some(STEPS),
         parent_execution_id: None,
+        ..Default::default()
     };
     bencher.counter(ItemsCount::new(STEPS)).bench_local(|| {
         rt.block_on(runner.run(input.clone(), options.clone()))

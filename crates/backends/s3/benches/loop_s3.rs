@@ -108,6 +108,7 @@ fn loop_steps(bencher: Bencher, store: Arc<dyn PersistenceBackend>, rt: &tokio::
         execution_id: None,
         max_steps: Some(STEPS),
         parent_execution_id: None,
+        ..Default::default()
     };
     bencher.counter(ItemsCount::new(STEPS)).bench_local(|| {
         rt.block_on(runner.run(input.clone(), options.clone()))

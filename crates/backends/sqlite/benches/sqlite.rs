@@ -121,6 +121,7 @@ mod loop_steps {
             execution_id: None,
             max_steps: Some(STEPS),
             parent_execution_id: None,
+            ..Default::default()
         };
         bencher
             .counter(ItemsCount::new(STEPS))

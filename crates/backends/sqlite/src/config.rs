@@ -43,7 +43,7 @@ impl Synchronous {
 /// | [`synchronous`](Self::synchronous) | [`Synchronous::Normal`] | `synchronous=normal\|full` |
 /// | [`busy_timeout`](Self::busy_timeout) | 5 s | `busy_timeout_ms=N` (N ≥ 1) |
 /// | [`readers`](Self::readers) | 4 | `readers=N` (1 to 64) |
-/// | [`lock_lease`](Self::lock_lease) | 30 s | `lock_lease_ms=N` (N ≥ 100) |
+/// | [`lock_lease`](Self::lock_lease) | 30 s | `lock_lease_ms=N` (N ≥ 1000) |
 ///
 /// The URL form is `sqlite://PATH[?option=value&…]`: `sqlite://workers.sqlite` is relative
 /// to the working directory, `sqlite:///var/lib/fm/db.sqlite` is absolute. The path is taken
@@ -64,7 +64,11 @@ const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_READERS: u32 = 4;
 const MAX_READERS: u32 = 64;
 const DEFAULT_LOCK_LEASE: Duration = Duration::from_secs(30);
-const MIN_LOCK_LEASE: Duration = Duration::from_millis(100);
+/// The shortest lease a holder can keep. Renewals run every third of the lease and a late one
+/// makes `ensure_held` fail once less than a third is left, so a third must cover a renewal
+/// that waits for another writer or for a loaded scheduler: at 100 ms a renewal 33 ms late
+/// made a live runner give up its own key; at 1 s a renewal may be about 333 ms late.
+const MIN_LOCK_LEASE: Duration = Duration::from_secs(1);
 
 const OPTIONS: &str = "synchronous, busy_timeout_ms, readers, lock_lease_ms";
 
@@ -125,8 +129,10 @@ impl SqliteConfig {
         self
     }
 
-    /// How long an execution lock outlives its holder's last renewal (at least 100 ms).
-    /// Holders renew at a third of it, so a live holder keeps its keys.
+    /// How long an execution lock outlives its holder's last renewal (at least 1 s; shorter
+    /// leases are raised to it). Holders renew at a third of it, so a live holder keeps its
+    /// keys. A holder on this host whose process is gone loses its keys at once, whatever the
+    /// lease (see [`SqliteLock`](crate::SqliteLock)).
     #[must_use]
     pub fn lock_lease(mut self, lease: Duration) -> Self {
         self.lock_lease = lease.max(MIN_LOCK_LEASE);
@@ -288,7 +294,7 @@ mod tests {
             ("sqlite://db?readers=0", "from 1 to 64"),
             ("sqlite://db?readers=x", "not `x`"),
             ("sqlite://db?busy_timeout_ms=0", "from 1"),
-            ("sqlite://db?lock_lease_ms=5", "from 100"),
+            ("sqlite://db?lock_lease_ms=999", "from 1000 to"),
             ("sqlite://db?synchronous=off", "`normal` or `full`"),
             ("sqlite://db?journal=wal", "unknown option `journal`"),
             ("sqlite://db?readers", "has no `=value`"),
@@ -319,7 +325,7 @@ mod tests {
             any::<bool>(),
             1u64..100_000,
             1u32..=64,
-            100u64..10_000_000,
+            1000u64..10_000_000,
         )
             .prop_map(|(path, full, busy, readers, lease)| {
                 SqliteConfig::new(path)

@@ -586,8 +586,8 @@ mod tests {
 
     #[test]
     fn the_schema_version_is_the_newest_migration() {
-        assert_eq!(schema_version(), 3);
+        assert_eq!(schema_version(), 4);
         let versions: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(versions, [1, 2, 3, 4]);
     }
 }

@@ -28,7 +28,8 @@
 //!   [`WorkBackend`](flatmachines_core::WorkBackend) whose claims are one `UPDATE … RETURNING`
 //!   statement, so no two workers, in any process, get the same item;
 //! - [`SqliteLock`] — an [`ExecutionLock`](flatmachines_core::ExecutionLock) of lease rows,
-//!   renewed while the holder lives;
+//!   renewed while the holder lives, and taken over at once on the same host when the process
+//!   that held it is gone;
 //! - [`SqliteConfig`] — the path and options, also as a `sqlite://PATH?…` URL.
 //!
 //! The file is in WAL mode with `synchronous=NORMAL` by default: every commit survives the
@@ -38,6 +39,7 @@ mod config;
 mod database;
 mod error;
 mod file;
+mod holder;
 mod lock;
 mod persistence;
 mod registration;

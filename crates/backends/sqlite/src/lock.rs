@@ -11,10 +11,11 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::database::{SqliteDatabase, retrying};
+use crate::holder::{self, Holder, Liveness};
 use crate::time::{now_iso8601, now_millis};
 
-/// An [`ExecutionLock`] whose held keys are rows of a [`SqliteDatabase`], each with an owner
-/// and a lease deadline.
+/// An [`ExecutionLock`] whose held keys are rows of a [`SqliteDatabase`], each with an owner,
+/// a lease deadline and the process that holds it.
 ///
 /// `acquire` is one statement: insert the row, or take it over if its lease has passed. It
 /// answers at once (after at most the busy timeout if another process is writing), `true`
@@ -26,6 +27,18 @@ use crate::time::{now_iso8601, now_millis};
 /// become free once their lease passes ([`SqliteConfig::lock_lease`], 30 s by default).
 /// Each `SqliteLock` is one holder (a random owner id): two of them, in one process or two,
 /// exclude each other; a holder asking again for a key it holds is refused too.
+///
+/// # Holders that died
+///
+/// Each row also records the holding process: host name, boot id, pid namespace, pid and
+/// start time (read from `/proc`). An `acquire` that finds the key held within its lease
+/// looks that process up: when it ran on this host, this boot and this pid namespace, and it
+/// is gone — no such pid, a zombie, or the pid now belongs to a process that started at
+/// another time — the key is taken over at once, by one `UPDATE` that matches the holder
+/// exactly as read, so of several resumers racing for it one wins. A holder that still runs
+/// is never taken over, whichever of its `SqliteLock`s holds the key. Rows of other hosts,
+/// rows without a holder (written before schema version 4, or where `/proc` could not be
+/// read), and every row on systems without Linux's `/proc` are freed by their lease only.
 ///
 /// [`ensure_held`](ExecutionLock::ensure_held) answers from the last renewal: it fails with
 /// [`Error::LockLost`] once a renewal found the row taken over or gone, or when less than a
@@ -99,6 +112,131 @@ impl SqliteLock {
             held: Arc::clone(&self.held),
         };
         *renewer = Some(tokio::spawn(renewal.run()));
+    }
+}
+
+/// The owner and holder columns of one lock row; the holder ones are NULL in rows without a
+/// holder.
+type HolderRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// The owner of a row, and its holder if the row records all of it.
+fn recorded_holder(row: HolderRow) -> (String, Option<Holder>) {
+    let (owner, host, boot_id, pid_ns, pid, start_time) = row;
+    let holder = (|| {
+        Some(Holder {
+            host: host?,
+            boot_id: boot_id?,
+            pid_ns: pid_ns?,
+            pid: pid?,
+            start_time: start_time?,
+        })
+    })();
+    (owner, holder)
+}
+
+impl SqliteLock {
+    /// Inserts the row of `key`, or takes over one whose lease has passed; whether it did.
+    async fn insert_or_take_expired(&self, key: &str, me: Option<&Holder>) -> Result<bool> {
+        let now = now_millis();
+        let acquired = retrying!(
+            self.db,
+            conn = writer,
+            format!("acquire the execution lock `{key}`"),
+            sqlx::query(
+                "INSERT INTO execution_locks (key, owner, expires_at, acquired_at, holder_host, \
+                     holder_boot_id, holder_pid_ns, holder_pid, holder_start_time) \
+                 VALUES (?1, ?2, ?3, ?4, ?6, ?7, ?8, ?9, ?10) \
+                 ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, \
+                     expires_at = excluded.expires_at, acquired_at = excluded.acquired_at, \
+                     holder_host = excluded.holder_host, \
+                     holder_boot_id = excluded.holder_boot_id, \
+                     holder_pid_ns = excluded.holder_pid_ns, holder_pid = excluded.holder_pid, \
+                     holder_start_time = excluded.holder_start_time \
+                 WHERE execution_locks.expires_at <= ?5",
+            )
+            .bind(key)
+            .bind(&self.owner)
+            .bind(now.saturating_add(millis(self.lease)))
+            .bind(now_iso8601())
+            .bind(now)
+            .bind(me.map(|me| me.host.as_str()))
+            .bind(me.map(|me| me.boot_id.as_str()))
+            .bind(me.map(|me| me.pid_ns.as_str()))
+            .bind(me.map(|me| me.pid))
+            .bind(me.map(|me| me.start_time))
+            .execute(&mut *conn)
+            .await
+        );
+        Ok(acquired.rows_affected() == 1)
+    }
+
+    /// Takes over the row of `key` if the process it records is gone; whether it did.
+    ///
+    /// The update matches the owner and holder exactly as read: a resumer that read the same
+    /// row and updated first changed them, so only one of several racing resumers wins, and
+    /// a row that changed hands since it was read is left alone.
+    async fn take_from_gone_holder(&self, key: &str, me: &Holder) -> Result<bool> {
+        let row: Option<HolderRow> = retrying!(
+            self.db,
+            conn = reader,
+            format!("read the holder of the execution lock `{key}`"),
+            sqlx::query_as(
+                "SELECT owner, holder_host, holder_boot_id, holder_pid_ns, holder_pid, \
+                     holder_start_time FROM execution_locks WHERE key = ?1",
+            )
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await
+        );
+        // No row: released since the insert failed; the caller may simply ask again.
+        let Some((owner, Some(recorded))) = row.map(recorded_holder) else {
+            return Ok(false);
+        };
+        if holder::liveness(me, &recorded) != Liveness::Gone {
+            return Ok(false);
+        }
+        let now = now_millis();
+        let taken = retrying!(
+            self.db,
+            conn = writer,
+            format!(
+                "take over the execution lock `{key}` from process {} that is gone",
+                recorded.pid
+            ),
+            sqlx::query(
+                "UPDATE execution_locks SET owner = ?2, expires_at = ?3, acquired_at = ?4, \
+                     holder_host = ?5, holder_boot_id = ?6, holder_pid_ns = ?7, \
+                     holder_pid = ?8, holder_start_time = ?9 \
+                 WHERE key = ?1 AND owner = ?10 AND holder_host = ?11 \
+                     AND holder_boot_id = ?12 AND holder_pid_ns = ?13 AND holder_pid = ?14 \
+                     AND holder_start_time = ?15",
+            )
+            .bind(key)
+            .bind(&self.owner)
+            .bind(now.saturating_add(millis(self.lease)))
+            .bind(now_iso8601())
+            .bind(&me.host)
+            .bind(&me.boot_id)
+            .bind(&me.pid_ns)
+            .bind(me.pid)
+            .bind(me.start_time)
+            .bind(&owner)
+            .bind(&recorded.host)
+            .bind(&recorded.boot_id)
+            .bind(&recorded.pid_ns)
+            .bind(recorded.pid)
+            .bind(recorded.start_time)
+            .execute(&mut *conn)
+            .await
+        );
+        Ok(taken.rows_affected() == 1)
     }
 }
 
@@ -195,31 +333,18 @@ impl ExecutionLock for SqliteLock {
     async fn acquire(&self, key: &str) -> Result<bool> {
         validate_key(key)?;
         let sent = Instant::now();
-        let now = now_millis();
-        let acquired = retrying!(
-            self.db,
-            conn = writer,
-            format!("acquire the execution lock `{key}`"),
-            sqlx::query(
-                "INSERT INTO execution_locks (key, owner, expires_at, acquired_at) \
-                 VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, \
-                     expires_at = excluded.expires_at, acquired_at = excluded.acquired_at \
-                 WHERE execution_locks.expires_at <= ?5",
-            )
-            .bind(key)
-            .bind(&self.owner)
-            .bind(now.saturating_add(millis(self.lease)))
-            .bind(now_iso8601())
-            .bind(now)
-            .execute(&mut *conn)
-            .await
-        );
-        if acquired.rows_affected() != 1 {
+        let me = holder::current();
+        let acquired = self.insert_or_take_expired(key, me.as_ref()).await?
+            || match &me {
+                Some(me) => self.take_from_gone_holder(key, me).await?,
+                None => false,
+            };
+        if !acquired {
             return Ok(false);
         }
         let lease = Lease {
             acquired: Instant::now(),
+            // Both statements wrote a deadline a lease after they started, so after `sent`.
             confirmed_until: sent + self.lease,
             lost: None,
         };

@@ -157,6 +157,22 @@ pub enum ConfigError {
         /// What is not supported and what to do instead.
         message: String,
     },
+    /// A bound of [`Limits`](crate::Limits) was reached while reading the file.
+    #[error("{}{}: {message} ({})", file.display(), at_line(*line, *column), limit.hint(*value))]
+    Limit {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line, when known.
+        line: Option<usize>,
+        /// 1-based column, when known.
+        column: Option<usize>,
+        /// What was too big or too deep.
+        message: String,
+        /// The bound.
+        limit: crate::Limit,
+        /// Its value.
+        value: u64,
+    },
     /// A referenced config (a child machine) failed to load.
     #[error("{}: `{location}`: {source}", file.display())]
     Reference {
@@ -206,6 +222,7 @@ impl ConfigError {
             | ConfigError::Template { file, .. }
             | ConfigError::Expression { file, .. }
             | ConfigError::Unsupported { file, .. }
+            | ConfigError::Limit { file, .. }
             | ConfigError::Reference { file, .. } => file,
         }
     }

@@ -19,6 +19,7 @@ mod agent;
 mod error;
 mod machine;
 mod profiles;
+mod yaml;
 
 use std::path::Path;
 
@@ -37,12 +38,13 @@ pub use machine::{
 };
 pub use profiles::{ProfilesConfig, ProfilesData};
 
+use crate::limits::{Limit, Limits};
 use crate::{JsonMap, SPEC_VERSION};
 
 /// The text format of a config file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// YAML 1.2 (with `<<` merge keys).
+    /// YAML 1.2, core schema (with `<<` merge keys).
     Yaml,
     /// JSON.
     Json,
@@ -71,37 +73,56 @@ pub struct Envelope<T> {
     pub warnings: Vec<ConfigWarning>,
 }
 
-/// Parses `text` into a JSON value, reporting syntax errors with line and column.
+/// Parses `text` into a JSON value, reporting syntax errors with line and column, within the
+/// default [`Limits`].
 pub fn parse_text(text: &str, file: &Path, format: Format) -> Result<Value, ConfigError> {
-    match format {
-        Format::Json => serde_json::from_str(text).map_err(|e| ConfigError::Syntax {
+    parse_text_within(text, file, format, &Limits::new())
+}
+
+/// Parses `text` into a JSON value within `limits`: its size ([`Limit::ConfigBytes`]), its
+/// nesting ([`Limit::ConfigDepth`]) and, for YAML, what its aliases expand to
+/// ([`Limit::ConfigNodes`], [`Limit::ConfigTextBytes`]).
+pub fn parse_text_within(
+    text: &str,
+    file: &Path,
+    format: Format,
+    limits: &Limits,
+) -> Result<Value, ConfigError> {
+    let size = text.len() as u64;
+    if size > limits.get(Limit::ConfigBytes) {
+        return Err(ConfigError::Limit {
             file: file.to_owned(),
-            format: "JSON",
-            line: Some(e.line()),
-            column: Some(e.column()),
-            message: strip_position(&e.to_string()),
-        }),
-        Format::Yaml => {
-            let syntax = |e: serde_yaml::Error| {
-                let location = e.location();
-                ConfigError::Syntax {
+            line: None,
+            column: None,
+            message: format!("the document is {size} bytes"),
+            limit: Limit::ConfigBytes,
+            value: limits.get(Limit::ConfigBytes),
+        });
+    }
+    match format {
+        Format::Json => {
+            let value: Value =
+                crate::json::from_str_exact(text).map_err(|e| ConfigError::Syntax {
                     file: file.to_owned(),
-                    format: "YAML",
-                    line: location.as_ref().map(|l| l.line()),
-                    column: location.as_ref().map(|l| l.column()),
+                    format: "JSON",
+                    line: Some(e.line()),
+                    column: Some(e.column()),
                     message: strip_position(&e.to_string()),
-                }
-            };
-            let mut yaml: serde_yaml::Value = serde_yaml::from_str(text).map_err(syntax)?;
-            yaml.apply_merge().map_err(syntax)?;
-            serde_json::to_value(&yaml).map_err(|e| ConfigError::Syntax {
-                file: file.to_owned(),
-                format: "YAML",
-                line: None,
-                column: None,
-                message: format!("{e} (mapping keys must be strings, numbers or booleans)"),
-            })
+                })?;
+            let depth = crate::json::depth(&value) as u64;
+            if depth > limits.get(Limit::ConfigDepth) {
+                return Err(ConfigError::Limit {
+                    file: file.to_owned(),
+                    line: None,
+                    column: None,
+                    message: format!("lists and objects are nested {depth} levels deep"),
+                    limit: Limit::ConfigDepth,
+                    value: limits.get(Limit::ConfigDepth),
+                });
+            }
+            Ok(value)
         }
+        Format::Yaml => yaml::parse(text, file, limits),
     }
 }
 

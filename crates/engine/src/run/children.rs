@@ -4,23 +4,26 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use futures::future::{join_all, select_all};
+use futures::StreamExt;
+use futures::future::select_all;
+use futures::stream::FuturesUnordered;
 use serde_json::{Map, Value};
 use tokio::task::{JoinError, JoinHandle};
 use tracing::Instrument;
 
 use flatmachines_core::config::Mode;
 use flatmachines_core::config::describe;
-use flatmachines_core::{Context, InvokeRequest, JsonMap, StateError, result_uri};
+use flatmachines_core::{Context, InvokeRequest, JsonMap, Limit, StateError, result_uri};
 
 use super::{
     Begin, ChildReport, Execution, Parent, RunOutcome, RunStatus, StateFailure, backend_error, ids,
 };
 use crate::checkpoint::{CheckpointError, load_latest};
-use crate::definition::{ChildRef, Children, MachineId, StateDef};
+use crate::definition::{ChildRef, Children, MachineId, MachineSet, StateDef};
 use crate::error::{RunError, error_types, state_error};
 use crate::runtime::Prepared;
 use crate::template::{Root, Vars};
@@ -74,8 +77,82 @@ impl Drop for ChildTask {
     }
 }
 
-/// Most items one `foreach` may fan out over.
-pub(crate) const MAX_FOREACH_ITEMS: usize = 100_000;
+/// The error for starting `child` under `chain` (the machines above it), when that would nest
+/// deeper than the `machine_depth` limit.
+pub(crate) fn depth_error(
+    set: &MachineSet,
+    chain: &[Arc<str>],
+    child: MachineId,
+) -> Option<StateError> {
+    let limit = set.limits.get(Limit::MachineDepth);
+    let depth = chain.len() as u64;
+    if depth <= limit {
+        return None;
+    }
+    let name = set.machines.get(child).map_or("?", |m| m.name.as_str());
+    let names: Vec<&str> = chain.iter().map(|n| &**n).chain([name]).collect();
+    // The whole chain of a runaway recursion is mostly repetition: its ends tell the story.
+    let shown = if names.len() > 12 {
+        format!(
+            "{} -> ... ({} more) ... -> {}",
+            names[..4].join(" -> "),
+            names.len() - 8,
+            names[names.len() - 4..].join(" -> ")
+        )
+    } else {
+        names.join(" -> ")
+    };
+    Some(state_error(
+        error_types::DEPTH_LIMIT,
+        format!(
+            "child machines nest too deep: {shown} is {depth} levels below the machine that was run ({})",
+            Limit::MachineDepth.hint(limit)
+        ),
+    ))
+}
+
+/// Counts one more child machine started in `parent`'s tree, and the error when that goes past
+/// the `tree_machines` limit: `foreach` nested a few levels deep multiplies quickly.
+fn tree_error(set: &MachineSet, parent: &Parent) -> Option<StateError> {
+    let limit = set.limits.get(Limit::TreeMachines);
+    let started = parent.started.fetch_add(1, Ordering::Relaxed) + 1;
+    if started <= limit {
+        return None;
+    }
+    Some(state_error(
+        error_types::TREE_LIMIT,
+        format!(
+            "the run has started more than {limit} child machines under the machine that was run ({})",
+            Limit::TreeMachines.hint(limit)
+        ),
+    ))
+}
+
+/// A `foreach` fan-out counted in the tree ahead of its children's start: given back if an
+/// item's input fails to render and none of them start.
+struct Reservation {
+    started: Arc<std::sync::atomic::AtomicU64>,
+    unused: u64,
+}
+
+impl Reservation {
+    fn keep(mut self) {
+        self.unused = 0;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.unused > 0 {
+            self.started.fetch_sub(self.unused, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Whether `error` is a bound of the whole run tree, which no level should wrap or swallow.
+pub(crate) fn is_tree_bound(error: &StateError) -> bool {
+    error.error_type == error_types::DEPTH_LIMIT || error.error_type == error_types::TREE_LIMIT
+}
 
 /// How a child's failure appears among its siblings' outputs.
 fn error_entry(error: &StateError) -> Value {
@@ -198,17 +275,44 @@ impl Execution {
                         .into());
                     }
                 };
-                if items.len() > MAX_FOREACH_ITEMS {
+                let max_items = self.set.limits.get(Limit::ForeachItems);
+                if items.len() as u64 > max_items {
                     return Err(state_error(
                         error_types::INVALID_VALUE,
                         format!(
-                            "`foreach` of state `{}` yielded {} items; the limit is {MAX_FOREACH_ITEMS}",
+                            "`foreach` of state `{}` yielded {} items ({})",
                             state.name,
-                            items.len()
+                            items.len(),
+                            Limit::ForeachItems.hint(max_items)
                         ),
                     )
                     .into());
                 }
+                // Reserve the whole fan-out at once, before starting any of it: siblings run
+                // their own `foreach` concurrently, and a check that only read the count would
+                // let each of a thousand pass before any child had counted itself. A thousand
+                // doomed children each recording a failure would also cost more than the
+                // bound saves.
+                let tree_limit = self.set.limits.get(Limit::TreeMachines);
+                let fan_out = items.len() as u64;
+                let before = self.started.fetch_add(fan_out, Ordering::Relaxed);
+                if before.saturating_add(fan_out) > tree_limit {
+                    self.started.fetch_sub(fan_out, Ordering::Relaxed);
+                    return Err(state_error(
+                        error_types::TREE_LIMIT,
+                        format!(
+                            "`foreach` of state `{}` would start {} child machines, past the {tree_limit} the run may start ({})",
+                            state.name,
+                            items.len(),
+                            Limit::TreeMachines.hint(tree_limit)
+                        ),
+                    )
+                    .into());
+                }
+                let reservation = Reservation {
+                    started: Arc::clone(&self.started),
+                    unused: fan_out,
+                };
                 // Render every input before starting any child, so a bad item starts none.
                 let mut keys = Vec::new();
                 let mut seen = HashSet::new();
@@ -248,6 +352,8 @@ impl Execution {
                     );
                 }
                 drop(vars);
+                // The children were counted by the reservation; from here on they start.
+                reservation.keep();
                 let handles = inputs
                     .into_iter()
                     .enumerate()
@@ -258,7 +364,9 @@ impl Execution {
                             &state.name,
                             &index.to_string(),
                         );
-                        self.spawn(child, id, input)
+                        let mut parent = self.as_parent();
+                        parent.counted = true;
+                        ChildTask::spawn(&self.prepared, child, id, parent, input, self.resumed)
                     })
                     .collect();
                 let outputs = self.collect(state, handles, *mode, *timeout).await?;
@@ -300,17 +408,54 @@ impl Execution {
         // On a timeout the unfinished handles are dropped, which stops their children.
         match mode {
             Mode::Settled => {
-                let Some(reports) =
-                    within(timeout, join_all(self.observe_children(state, handles))).await
-                else {
-                    return Err(timed_out(state, timeout.unwrap_or_default()).into());
-                };
-                Ok(reports
+                let count = handles.len();
+                let mut pending: FuturesUnordered<_> = self
+                    .observe_children(state, handles)
                     .into_iter()
-                    .map(joined)
                     .enumerate()
-                    .map(|(index, report)| (index, self.take_output(report)))
-                    .collect())
+                    .map(|(index, handle)| async move { (index, handle.await) })
+                    .collect();
+                let mut reports: Vec<Option<ChildReport>> = Vec::new();
+                reports.resize_with(count, || None);
+                let wait_all = async {
+                    while let Some((index, report)) = pending.next().await {
+                        let report = joined(report);
+                        // A bound of the whole tree fails the run whatever the siblings do:
+                        // stop them now (dropping their handles) rather than letting a
+                        // runaway fan-out run to its end.
+                        if let Err(error) = &report.result
+                            && is_tree_bound(error)
+                        {
+                            return Err(report);
+                        }
+                        reports[index] = Some(report);
+                    }
+                    Ok(())
+                };
+                match within(timeout, wait_all).await {
+                    None => Err(timed_out(state, timeout.unwrap_or_default()).into()),
+                    Some(Err(report)) => {
+                        drop(pending);
+                        for finished in reports.into_iter().flatten() {
+                            self.api_calls += finished.api_calls;
+                            self.cost += finished.cost;
+                        }
+                        self.api_calls += report.api_calls;
+                        self.cost += report.cost;
+                        let error = report.result.err().unwrap_or_else(|| {
+                            state_error(error_types::INTERNAL, "a child's bound error vanished")
+                        });
+                        if self.runaway.is_none() {
+                            self.runaway = Some(error.clone());
+                        }
+                        Err(error.into())
+                    }
+                    Some(Ok(())) => Ok(reports
+                        .into_iter()
+                        .enumerate()
+                        .filter_map(|(index, report)| Some((index, self.take_output(report?))))
+                        .collect()),
+                }
             }
             Mode::Any => {
                 if handles.is_empty() {
@@ -332,7 +477,12 @@ impl Execution {
         self.cost += report.cost;
         match report.result {
             Ok(output) => output,
-            Err(error) => error_entry(&error),
+            Err(error) => {
+                if is_tree_bound(&error) && self.runaway.is_none() {
+                    self.runaway = Some(error.clone());
+                }
+                error_entry(&error)
+            }
         }
     }
 }
@@ -410,9 +560,25 @@ pub(crate) fn child_task(
     resume: bool,
 ) -> Pin<Box<dyn Future<Output = ChildReport> + Send>> {
     Box::pin(async move {
+        let bound = depth_error(&prepared.set, &parent.chain, machine).or_else(|| {
+            if parent.counted {
+                None
+            } else {
+                tree_error(&prepared.set, &parent)
+            }
+        });
+        if let Some(error) = bound {
+            return ChildReport {
+                execution_id,
+                result: Err(error),
+                api_calls: 0,
+                cost: 0.0,
+            };
+        }
         if let Some(invoker) = prepared.invoker.clone() {
             let mut request = InvokeRequest::new(name, execution_id.clone(), input);
             request.parent_execution_id = Some(parent.id);
+            request.machine_chain = parent.chain.iter().map(|n| n.to_string()).collect();
             request
                 .config_file
                 .clone_from(&prepared.set.machines[machine].source_file);
@@ -480,6 +646,9 @@ pub(crate) fn child_task(
                 };
                 (result, outcome.total_api_calls, outcome.total_cost)
             }
+            // The depth error already names the whole chain; wrapping it once per level
+            // would repeat it.
+            Err(RunError::Failed { error, .. }) if is_tree_bound(&error) => (Err(error), 0, 0.0),
             Err(RunError::Failed { state, error, .. }) => {
                 let place = state
                     .map(|s| format!(" in state `{s}`"))

@@ -12,6 +12,7 @@ mod step_loop;
 mod telemetry;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use futures::stream::FuturesUnordered;
 use serde_json::Value;
@@ -43,6 +44,23 @@ pub struct RunOptions {
     /// on the result backend, where the parent reads it. It still holds its own execution
     /// lock: the parent's lock lives in another process.
     pub parent_execution_id: Option<String>,
+    /// With `parent_execution_id`: the names of the machines above this run, the outermost
+    /// first, so that the `machine_depth` limit holds across processes too.
+    pub machine_chain: Vec<String>,
+    /// With `execution_id`: when that id already has checkpoints, delete them and start
+    /// afresh. Without it, such a run is refused with [`RunError::ExecutionExists`].
+    pub replace: bool,
+}
+
+/// What a fresh top-level run does with checkpoints already stored under its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Existing {
+    /// Nothing to check: a new id, a child, or a resume.
+    Ignore,
+    /// Refuse to run.
+    Refuse,
+    /// Delete them first.
+    Replace,
 }
 
 /// How a run ended.
@@ -104,6 +122,17 @@ impl From<StateError> for StateFailure {
 pub(crate) struct Parent {
     pub(crate) id: String,
     pub(crate) lock_key: Arc<str>,
+    /// The machines from the root of the tree down to the parent, for the depth limit and its
+    /// message.
+    pub(crate) chain: Arc<[Arc<str>]>,
+    /// How many child machines the whole tree has started, for the `tree_machines` limit.
+    pub(crate) started: Arc<AtomicU64>,
+    /// The parent already counted this child in `started` (a `foreach` reserves its whole
+    /// fan-out at once), so the child must not count itself again.
+    pub(crate) counted: bool,
+    /// The parent replaced an earlier run under its id, so checkpoints under a child's id are
+    /// that run's leftovers, to delete before the child starts afresh.
+    pub(crate) replacing: bool,
 }
 
 /// What a finished child reports to its parent.
@@ -119,15 +148,22 @@ pub(crate) async fn run_root(
     input: JsonMap,
     options: RunOptions,
 ) -> Result<RunOutcome, RunError> {
-    let execution_id = match options.execution_id {
+    let (execution_id, existing) = match options.execution_id {
         Some(id) => {
             ids::check_execution_id(&id).map_err(RunError::Input)?;
-            id
+            let existing = if options.replace {
+                Existing::Replace
+            } else {
+                Existing::Refuse
+            };
+            (id, existing)
         }
-        None => new_execution_id(),
+        None => (new_execution_id(), Existing::Ignore),
     };
     let Some(parent_id) = options.parent_execution_id else {
-        return Execution::new(prepared, 0, execution_id, None, false)
+        let mut execution = Execution::new(prepared, 0, execution_id, None, false);
+        execution.existing = existing;
+        return execution
             .execute(Begin::Fresh(input), options.max_steps)
             .await;
     };
@@ -138,7 +174,18 @@ pub(crate) async fn run_root(
     let parent = Parent {
         id: parent_id,
         lock_key: Arc::from(execution_id.as_str()),
+        chain: options
+            .machine_chain
+            .iter()
+            .map(|n| Arc::from(n.as_str()))
+            .collect(),
+        started: Arc::new(AtomicU64::new(0)),
+        counted: false,
+        replacing: false,
     };
+    if let Some(error) = children::depth_error(&prepared.set, &parent.chain, 0) {
+        return Err(RunError::Input(error.message));
+    }
     let results = Arc::clone(&prepared.results);
     let machine = prepared.set.machines[0].name.clone();
     let outcome = Execution::new(prepared, 0, execution_id.clone(), Some(parent), false)
@@ -169,6 +216,14 @@ pub(crate) struct Execution {
     /// The key of the execution lock the run tree holds (the root's id), confirmed before
     /// every checkpoint.
     lock_key: Arc<str>,
+    /// The machines from the root of the tree down to this one.
+    chain: Arc<[Arc<str>]>,
+    /// How many child machines the whole tree has started (shared by every execution in it).
+    pub(crate) started: Arc<AtomicU64>,
+    /// A launched child that failed on a bound of the tree (depth, size): unlike other
+    /// background failures it fails this run too, or a recursion through `launch` would end
+    /// with exit 0.
+    pub(crate) runaway: Option<StateError>,
     api_calls: u64,
     cost: f64,
     outbox: Vec<LaunchIntent>,
@@ -178,6 +233,8 @@ pub(crate) struct Execution {
     /// Resumed from a checkpoint: children it starts may have run before and are resumed (or
     /// their stored output reused) rather than started afresh.
     resumed: bool,
+    /// What a fresh start does with checkpoints already under its id.
+    existing: Existing,
 }
 
 impl Execution {
@@ -191,9 +248,25 @@ impl Execution {
         let lock_key = parent
             .as_ref()
             .map_or_else(|| Arc::from(id.as_str()), |p| Arc::clone(&p.lock_key));
-        let parent_id = parent.map(|p| p.id);
         let set = Arc::clone(&prepared.set);
         let definition = &set.machines[machine];
+        let chain = match &parent {
+            Some(parent) => parent
+                .chain
+                .iter()
+                .cloned()
+                .chain([Arc::from(definition.name.as_str())])
+                .collect(),
+            None => Arc::from([Arc::from(definition.name.as_str())]),
+        };
+        let started = parent
+            .as_ref()
+            .map_or_else(|| Arc::new(AtomicU64::new(0)), |p| Arc::clone(&p.started));
+        let existing = match &parent {
+            Some(parent) if parent.replacing && !resumed => Existing::Replace,
+            _ => Existing::Ignore,
+        };
+        let parent_id = parent.map(|p| p.id);
         let checkpoints = definition.checkpoints.enabled.then(|| {
             CheckpointWriter::new(
                 Arc::clone(&prepared.persistence),
@@ -211,12 +284,16 @@ impl Execution {
             id,
             parent_id,
             lock_key,
+            chain,
+            started,
+            runaway: None,
             api_calls: 0,
             cost: 0.0,
             outbox: Vec::new(),
             background: FuturesUnordered::new(),
             checkpoints,
             resumed,
+            existing,
         }
     }
 
@@ -247,6 +324,9 @@ impl Execution {
         self.observe_start(definition);
         let span = self.run_span(definition);
         let result = async {
+            if matches!(begin, Begin::Fresh(_)) && self.existing != Existing::Ignore {
+                self.clear_existing().await?;
+            }
             match self.begin(definition, begin).await {
                 Ok(start) => self.drive(definition, start, max_steps).await,
                 Err(e) => Err(e),
@@ -257,6 +337,10 @@ impl Execution {
         // Launched children have as much right to finish as their parent (the reference waits
         // for them too, even when the parent failed).
         self.drain_background().await;
+        let result = match (result, self.runaway.take()) {
+            (Ok(_), Some(error)) => Err(self.failure(definition, None, error)),
+            (result, _) => result,
+        };
         self.observe_finish(definition, &result);
         if let Some(guard) = guard {
             guard.release().await;
@@ -270,11 +354,48 @@ impl Execution {
         *self.lock_key == *self.id
     }
 
+    /// Refuses to start over checkpoints already stored under this id, or deletes them when
+    /// asked to replace them. Runs under the execution lock, so no runner writes meanwhile.
+    async fn clear_existing(&self) -> Result<(), RunError> {
+        let persistence = &self.prepared.persistence;
+        let prefix = format!("{}/", self.id);
+        let definition = &self.set.machines[self.machine];
+        let keys = persistence
+            .list(&prefix)
+            .await
+            .map_err(|e| self.failure(definition, None, backend_error(e)))?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        if self.existing == Existing::Replace {
+            for key in &keys {
+                persistence
+                    .delete(key)
+                    .await
+                    .map_err(|e| self.failure(definition, None, backend_error(e)))?;
+            }
+            return Ok(());
+        }
+        let machine = match crate::checkpoint::load_latest(&**persistence, &self.id).await {
+            Ok(Some(snapshot)) => Some(snapshot.machine_name),
+            _ => None,
+        };
+        Err(RunError::ExecutionExists {
+            execution_id: self.id.clone(),
+            machine,
+            count: keys.len(),
+        })
+    }
+
     /// This execution as the parent of a child it starts.
-    fn as_parent(&self) -> Parent {
+    pub(super) fn as_parent(&self) -> Parent {
         Parent {
             id: self.id.clone(),
             lock_key: Arc::clone(&self.lock_key),
+            chain: Arc::clone(&self.chain),
+            started: Arc::clone(&self.started),
+            counted: false,
+            replacing: self.existing == Existing::Replace,
         }
     }
 

@@ -213,6 +213,9 @@ impl Execution {
         hooks: Option<&Arc<dyn MachineHooks>>,
     ) -> Result<RunOutcome, RunError> {
         self.drain_background().await;
+        if let Some(error) = self.runaway.take() {
+            return Err(self.failure(definition, None, error));
+        }
         if status == RunStatus::Completed {
             self.checkpoint(
                 definition,
@@ -388,6 +391,9 @@ impl Execution {
                 self.cost += report.cost;
                 if let Err(error) = &report.result {
                     tracing::warn!(child = %report.execution_id, error = %error, "background child machine failed");
+                    if super::children::is_tree_bound(error) && self.runaway.is_none() {
+                        self.runaway = Some(error.clone());
+                    }
                 }
                 self.outbox
                     .retain(|intent| intent.execution_id != report.execution_id);

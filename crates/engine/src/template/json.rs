@@ -262,7 +262,7 @@ pub(crate) fn parse_rendered(text: String) -> Value {
     if !may_be_json {
         return Value::String(text);
     }
-    serde_json::from_str(&text).unwrap_or(Value::String(text))
+    flatmachines_core::json::from_str_exact(&text).unwrap_or(Value::String(text))
 }
 
 #[cfg(test)]

@@ -9,11 +9,16 @@
 //!
 //! Templates are compiled once, when the config loads.
 
+mod budget;
 mod json;
 mod tree;
 
 use std::borrow::Cow;
+use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::Arc;
+
+use flatmachines_core::limits::{Limit, Limits};
 
 use minijinja::value::{Object, Value as MjValue};
 use minijinja::{AutoEscape, Environment, Error as MjError, ErrorKind, Output, State};
@@ -101,6 +106,10 @@ pub(crate) struct Template {
 pub(crate) struct TemplateEngine {
     env: Environment<'static>,
     next_id: usize,
+    /// `template_fuel`, for messages (the environment holds the value it enforces).
+    fuel: u64,
+    /// `template_bytes`: the longest text one render may write.
+    max_bytes: u64,
 }
 
 impl Default for TemplateEngine {
@@ -114,9 +123,27 @@ impl TemplateEngine {
         let mut env = Environment::new();
         env.set_auto_escape_callback(|_| AutoEscape::None);
         env.set_formatter(format_value);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_unknown_method_callback(budget::python_method);
         env.add_filter("fromjson", fromjson);
-        TemplateEngine { env, next_id: 0 }
+        env.add_filter("replace", budget::replace);
+        env.add_filter("join", budget::join);
+        env.add_filter("indent", budget::indent);
+        let defaults = Limits::default();
+        let mut engine = TemplateEngine {
+            env,
+            next_id: 0,
+            fuel: 0,
+            max_bytes: 0,
+        };
+        engine.set_limits(&defaults);
+        engine
+    }
+
+    /// Applies `template_fuel` and `template_bytes` to every later render.
+    pub(crate) fn set_limits(&mut self, limits: &Limits) {
+        self.fuel = limits.get(Limit::TemplateFuel);
+        self.max_bytes = limits.get(Limit::TemplateBytes);
+        self.env.set_fuel(Some(self.fuel));
     }
 
     /// Compiles `source`. `location` names the field in errors.
@@ -158,9 +185,29 @@ impl TemplateEngine {
             .env
             .get_template(&template.name)
             .map_err(|e| error(describe(&e)))?;
-        let text = compiled
-            .render(MjValue::from_object(VarsObject(vars.clone())))
-            .map_err(|e| error(describe(&e)))?;
+        let overflowed = Rc::new(Cell::new(false));
+        let max = usize::try_from(self.max_bytes).unwrap_or(usize::MAX);
+        let mut out = budget::CappedText::new(max, Rc::clone(&overflowed));
+        let rendered =
+            compiled.render_captured_to(MjValue::from_object(VarsObject(vars.clone())), &mut out);
+        if let Err(e) = rendered {
+            return Err(error(if overflowed.get() {
+                format!(
+                    "the template's output is too long ({})",
+                    Limit::TemplateBytes.hint(self.max_bytes)
+                )
+            } else if e.kind() == ErrorKind::OutOfFuel {
+                format!(
+                    "the template does too much work ({}){}",
+                    Limit::TemplateFuel.hint(self.fuel),
+                    e.line().map(|l| format!(" (line {l})")).unwrap_or_default()
+                )
+            } else {
+                describe(&e)
+            }));
+        }
+        let text = String::from_utf8(out.text)
+            .map_err(|_| error("the template wrote text that is not valid UTF-8".to_owned()))?;
         Ok(json::parse_rendered(text))
     }
 }
@@ -230,7 +277,7 @@ fn fromjson(value: MjValue) -> Result<MjValue, MjError> {
         // Already structured (the reference would fail; passing it through is kinder).
         return Ok(value);
     };
-    serde_json::from_str::<Value>(text)
+    flatmachines_core::json::from_str_exact(text)
         .map(MjValue::from_serialize)
         .map_err(|e| {
             MjError::new(

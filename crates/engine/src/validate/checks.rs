@@ -48,7 +48,7 @@ impl Validator {
                 return;
             }
         }
-        let set = match loader::load_file(&source.file) {
+        let set = match loader::load_file(&source.file, &self.limits) {
             Ok(set) => set,
             Err(error) => {
                 self.config_error(source, &error);
@@ -68,6 +68,34 @@ impl Validator {
         let Some(root) = set.machines.first() else {
             return;
         };
+        for chain in super::cycles::child_cycles(&set) {
+            let names: Vec<&str> = chain
+                .iter()
+                .map(|id| set.machines[*id].name.as_str())
+                .collect();
+            let first = &set.machines[chain[0]];
+            let entry = first
+                .children
+                .iter()
+                .find(|(_, id)| Some(*id) == chain.get(1))
+                .map(|(name, _)| name.as_str())
+                .unwrap_or_default();
+            let depth = set.limits.get(flatmachines_core::Limit::MachineDepth);
+            let message = format!(
+                "child machines run each other: {}; a run nests until the machine depth limit ({depth}) stops it, unless a condition ends the recursion",
+                names.join(" -> ")
+            );
+            let d = if chain[0] == 0 {
+                source.diagnostic(
+                    Severity::Warning,
+                    &format!("/data/machines/{}", escape(entry)),
+                    message,
+                )
+            } else {
+                source.diagnostic(Severity::Warning, "/data/machines", message)
+            };
+            self.push(d);
+        }
         self.graph(source, root);
     }
 
@@ -158,6 +186,12 @@ impl Validator {
                     "/data/hooks/class",
                     format!("hook class `{class}` is not built in: the program running this machine must register it"),
                 );
+            self.push(d);
+        }
+        if let (Some(hooks), Some(check)) = (data.hooks.as_ref(), self.hook_args)
+            && let Err(reason) = check(hooks)
+        {
+            let d = source.diagnostic(Severity::Error, "/data/hooks/args", reason);
             self.push(d);
         }
     }

@@ -4,6 +4,7 @@
 //! `line:column`.
 
 mod checks;
+mod cycles;
 mod positions;
 
 use std::collections::BTreeSet;
@@ -15,8 +16,8 @@ use jsonschema::error::{TypeKind, ValidationErrorKind};
 use serde::Serialize;
 use serde_json::Value;
 
-use flatmachines_core::config::{Format, parse_text};
-use flatmachines_core::{ConfigError, schema};
+use flatmachines_core::config::{Format, parse_text_within};
+use flatmachines_core::{ConfigError, Limits, schema};
 
 use positions::{Positions, pointer_of};
 
@@ -129,7 +130,15 @@ pub(crate) struct Validator {
     seen: BTreeSet<PathBuf>,
     /// Hook classes the program running the machines registers, beyond the engine's own.
     pub(crate) hook_classes: BTreeSet<String>,
+    /// The bounds files are read and loaded within, as a run would use them.
+    pub(crate) limits: Limits,
+    /// Checks the `args` of the hook classes the program registers, as building them would.
+    pub(crate) hook_args: Option<HookArgsCheck>,
 }
+
+/// A check of a machine's `hooks:` (its class and `args`) as building the hooks would make
+/// it, without building them: the reason the hooks would be refused, if they would be.
+pub type HookArgsCheck = fn(&flatmachines_core::config::HooksConfig) -> Result<(), String>;
 
 /// Validates `paths` (and the machine, agent and profile files they reference).
 pub fn validate_files(paths: &[PathBuf]) -> Report {
@@ -143,8 +152,42 @@ pub fn validate_files_for<'a>(
     paths: &[PathBuf],
     hook_classes: impl IntoIterator<Item = &'a str>,
 ) -> Report {
+    validate_files_within(paths, hook_classes, &Limits::default())
+}
+
+/// [`validate_files_within`], also checking each machine's hook `args` with `hook_args` (for
+/// the facade's hooks, `flatmachines::remote_hooks::effects`): hooks a run would refuse at
+/// setup, such as a webhook endpoint that is not an `http` or `https` URL, are errors at
+/// `/data/hooks/args`.
+pub fn validate_files_checking<'a>(
+    paths: &[PathBuf],
+    hook_classes: impl IntoIterator<Item = &'a str>,
+    limits: &Limits,
+    hook_args: HookArgsCheck,
+) -> Report {
+    run_validator(paths, hook_classes, limits, Some(hook_args))
+}
+
+/// [`validate_files_for`], reading and loading within `limits` (the bounds `--limit` sets
+/// for a run), so that a file a run would refuse is reported rather than read.
+pub fn validate_files_within<'a>(
+    paths: &[PathBuf],
+    hook_classes: impl IntoIterator<Item = &'a str>,
+    limits: &Limits,
+) -> Report {
+    run_validator(paths, hook_classes, limits, None)
+}
+
+fn run_validator<'a>(
+    paths: &[PathBuf],
+    hook_classes: impl IntoIterator<Item = &'a str>,
+    limits: &Limits,
+    hook_args: Option<HookArgsCheck>,
+) -> Report {
     let mut validator = Validator {
         hook_classes: hook_classes.into_iter().map(str::to_owned).collect(),
+        limits: *limits,
+        hook_args,
         ..Validator::default()
     };
     for path in paths {
@@ -180,8 +223,19 @@ impl Validator {
             return;
         }
         self.report.files.push(path.to_owned());
-        let text = match std::fs::read_to_string(original) {
+        let text = match crate::loader::read(path, original, &self.limits) {
             Ok(text) => text,
+            Err(ConfigError::Read { source, .. }) => {
+                self.push(Diagnostic {
+                    severity: Severity::Error,
+                    file: path.to_owned(),
+                    pointer: String::new(),
+                    line: None,
+                    column: None,
+                    message: format!("cannot read the file: {source}"),
+                });
+                return;
+            }
             Err(e) => {
                 self.push(Diagnostic {
                     severity: Severity::Error,
@@ -189,16 +243,17 @@ impl Validator {
                     pointer: String::new(),
                     line: None,
                     column: None,
-                    message: format!("cannot read the file: {e}"),
+                    message: strip_file(&e.to_string(), path),
                 });
                 return;
             }
         };
-        let value = match parse_text(&text, path, Format::from_path(path)) {
+        let value = match parse_text_within(&text, path, Format::from_path(path), &self.limits) {
             Ok(value) => value,
             Err(e) => {
                 let (line, column) = match &e {
-                    ConfigError::Syntax { line, column, .. } => (*line, *column),
+                    ConfigError::Syntax { line, column, .. }
+                    | ConfigError::Limit { line, column, .. } => (*line, *column),
                     _ => (None, None),
                 };
                 self.push(Diagnostic {
@@ -296,6 +351,16 @@ impl Validator {
                     Severity::Error,
                     &pointer_of(location),
                     format!("refers to {}, which cannot be read: {io}", shown(file)),
+                );
+                self.push(d);
+            }
+            // A bound reached while reading it (a device, a huge file) is reported here: the
+            // file is never validated on its own, as it could not be read.
+            if let ConfigError::Limit { file, .. } = cause.as_ref() {
+                let d = source.diagnostic(
+                    Severity::Error,
+                    &pointer_of(location),
+                    format!("refers to {}, which cannot be read: {cause}", shown(file)),
                 );
                 self.push(d);
             }

@@ -94,6 +94,7 @@ data:
             execution_id: Some("by-name-1".to_owned()),
             max_steps: None,
             parent_execution_id: None,
+            ..Default::default()
         };
         let outcome = runtime
             .run(&machine, serde_json::Map::new(), options)

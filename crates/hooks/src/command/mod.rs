@@ -7,7 +7,7 @@
 //!     command: [python3, hooks.py]   # the program and its arguments (no shell)
 //!     timeout: 10                     # seconds per event (default 10)
 //!     cwd: .                          # working directory (default: the config's directory)
-//!     env: {HOOKS_MODE: strict}       # added to the inherited environment
+//!     env: [HOOKS_TOKEN, {HOOKS_MODE: strict}]  # passed through, and set (see below)
 //!     fatal: true                     # a failed exchange fails the state (default: true)
 //!     events: [state_enter, error]    # the events sent (default: all)
 //! ```
@@ -18,7 +18,16 @@
 //! Events are sent one at a time. The process is started at the first event and lives until
 //! the hooks are dropped, when its stdin is closed: it should then exit. Anything it writes to
 //! stderr is logged. See `docs/hooks.md`.
+//!
+//! The process does not inherit the runtime's environment, which holds API keys: it gets
+//! `PATH`, `HOME`, `USER`, `LOGNAME`, `SHELL`, `LANG`, every `LC_*`, `TZ`, `TMPDIR`, `TERM`,
+//! `PWD` and every `FLATMACHINES_*` variable that is set, the variables `env:` lists by name,
+//! and those `env:` sets (`env:` is a list of names, a mapping of names to values, or a list of
+//! both). It runs in its own process group, and when it is stopped (a timeout, a bad reply,
+//! an abandoned exchange, the hooks dropped) the whole group is killed, so what it started in
+//! the background does not outlive it.
 
+mod launch;
 mod process;
 
 use std::collections::BTreeMap;
@@ -37,6 +46,7 @@ use crate::error::DeliveryError;
 use crate::event::HookEvent;
 use crate::sink::{DeliveryPolicy, EventHooks, EventSink};
 
+use launch::{EnvArgs, Launch};
 use process::{ExchangeError, Live};
 
 /// Machine hooks answered by a subprocess.
@@ -50,8 +60,11 @@ pub struct CommandConfig {
     pub command: Vec<String>,
     /// The working directory (default: this process's).
     pub cwd: Option<PathBuf>,
-    /// Variables added to the inherited environment.
+    /// Variables set in the process's environment (over any passed one).
     pub env: BTreeMap<String, String>,
+    /// Variables passed through from this process's environment when set, besides the ones
+    /// every hook gets (`PATH`, `HOME`, `LC_*`, `FLATMACHINES_*`, …; see the module docs).
+    pub pass_env: Vec<String>,
     /// How long the process may take to answer one event.
     pub timeout: Duration,
     /// Whether a failure fails the state, and which events are sent.
@@ -68,6 +81,7 @@ impl CommandConfig {
             command,
             cwd: None,
             env: BTreeMap::new(),
+            pass_env: Vec::new(),
             timeout: Self::DEFAULT_TIMEOUT,
             policy: DeliveryPolicy::FATAL,
         }
@@ -75,7 +89,10 @@ impl CommandConfig {
 
     /// Reads YAML `args`: `command` (required), `timeout`, `cwd`, `env`, `fatal`, `events`.
     /// `config_dir`, the directory of the config naming the hook, is the default working
-    /// directory and what a relative `cwd` starts from.
+    /// directory and what a relative `cwd` starts from. `env` is a list of variable names to
+    /// pass through (`[HOOKS_TOKEN]`), a mapping of names to values to set
+    /// (`{HOOKS_MODE: strict}`), or a list of both; a name that is not `[A-Za-z_][A-Za-z0-9_]*`
+    /// is refused with [`SetupError::BadVariableName`].
     pub fn from_args(args: &JsonMap, config_dir: Option<&Path>) -> Result<Self, SetupError> {
         const KNOWN: &[&str] = &["command", "timeout", "cwd", "env", "fatal", "events"];
         let args = Args::new("command", args, KNOWN)?;
@@ -89,10 +106,12 @@ impl CommandConfig {
             (Some(cwd), None) => Some(PathBuf::from(cwd)),
             (None, dir) => dir.map(Path::to_path_buf),
         };
+        let env = launch::read_env(&args)?;
         Ok(CommandConfig {
             command,
             cwd,
-            env: args.string_map("env")?,
+            env: env.set,
+            pass_env: env.pass,
             timeout: args.seconds("timeout", Self::DEFAULT_TIMEOUT)?,
             policy: DeliveryPolicy {
                 fatal: args.flag("fatal", true)?,
@@ -113,15 +132,6 @@ impl CommandHooks {
     pub fn from_args(args: &JsonMap, config_dir: Option<&Path>) -> Result<Self, SetupError> {
         Ok(Self::new(CommandConfig::from_args(args, config_dir)?))
     }
-}
-
-/// What the process is started with.
-#[derive(Debug)]
-struct Launch {
-    program: PathBuf,
-    args: Vec<String>,
-    cwd: Option<PathBuf>,
-    env: BTreeMap<String, String>,
 }
 
 /// The sink speaking with one subprocess.
@@ -167,7 +177,10 @@ impl CommandProcess {
                 program,
                 args: parts.collect(),
                 cwd: config.cwd,
-                env: config.env,
+                env: EnvArgs {
+                    pass: config.pass_env,
+                    set: config.env,
+                },
             },
             shown,
             timeout: config.timeout,
@@ -201,15 +214,13 @@ impl EventSink for CommandProcess {
         }
         let process = match live.as_mut() {
             Some(process) => process,
-            None => live.insert(Live::spawn(
-                &self.launch.program,
-                &self.launch.args,
-                self.launch.cwd.as_deref(),
-                &self.launch.env,
-                &self.shown,
-            )?),
+            None => live.insert(Live::spawn(&self.launch, &self.shown)?),
         };
+        // Should this future be dropped before the reply (its run was stopped), the guard
+        // kills the process group at once rather than leave it working for nobody.
+        let guard = process.guard();
         let outcome = tokio::time::timeout(self.timeout, process.exchange(&line, id)).await;
+        guard.disarm();
         let error = match outcome {
             Ok(Ok(reply)) => return Ok(reply),
             Ok(Err(ExchangeError::Ended)) => process.ended(&self.shown, name).await,

@@ -1,19 +1,23 @@
 //! A running hook process: one request line out, one reply line in, its stderr logged.
+//!
+//! The process leads its own process group (see `Launch::command`). Whenever it is stopped,
+//! the whole group is killed: killing the leader alone would leave what it started in the
+//! background (`sleep 300 &`, a server, a worker pool) running, holding its pipes open.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::path::Path;
-use std::process::Stdio;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::task::JoinHandle;
 
 use flatmachines_core::JsonMap;
 
 use crate::error::{DeliveryError, clip};
+
+use super::launch::Launch;
 
 /// The longest reply line read; contexts are big, but not this big.
 const MAX_REPLY_LINE: usize = 32 * 1024 * 1024;
@@ -40,6 +44,8 @@ type StderrTail = Arc<Mutex<VecDeque<String>>>;
 #[derive(Debug)]
 pub(super) struct Live {
     child: Option<Child>,
+    /// The process group the child leads (its pid), killed with it.
+    group: Option<u32>,
     stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
     stderr_tail: StderrTail,
@@ -49,36 +55,26 @@ pub(super) struct Live {
 }
 
 impl Live {
-    pub(super) fn spawn(
-        program: &Path,
-        args: &[String],
-        cwd: Option<&Path>,
-        env: &BTreeMap<String, String>,
-        hook: &str,
-    ) -> Result<Live, DeliveryError> {
-        let mut command = Command::new(program);
-        command
-            .args(args)
-            // Python buffers a piped stdout; without this a hook that forgets to flush would
-            // hang until the timeout.
-            .env("PYTHONUNBUFFERED", "1")
-            .envs(env)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(cwd) = cwd {
-            command.current_dir(cwd);
-        }
-        let mut child = command.spawn().map_err(|e| DeliveryError::Spawn {
-            hook: hook.to_owned(),
-            message: match cwd {
-                Some(cwd) => format!("{e} (started in {})", cwd.display()),
-                None => e.to_string(),
-            },
-        })?;
+    /// Starts the process `launch` describes, with its environment drawn from this
+    /// process's.
+    pub(super) fn spawn(launch: &Launch, hook: &str) -> Result<Live, DeliveryError> {
+        let mut child =
+            launch
+                .command(std::env::vars_os())
+                .spawn()
+                .map_err(|e| DeliveryError::Spawn {
+                    hook: hook.to_owned(),
+                    message: match &launch.cwd {
+                        Some(cwd) => format!("{e} (started in {})", cwd.display()),
+                        None => e.to_string(),
+                    },
+                })?;
+        // `process_group(0)` made the child the leader of a group numbered with its pid.
+        let group = child.id();
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
+            kill_group(group);
             let _ = child.start_kill();
             return Err(DeliveryError::Spawn {
                 hook: hook.to_owned(),
@@ -93,12 +89,19 @@ impl Live {
         ));
         Ok(Live {
             child: Some(child),
+            group,
             stdin: Some(stdin),
             stdout: BufReader::new(stdout),
             stderr_tail,
             stderr_task: Some(stderr_task),
             in_flight: false,
         })
+    }
+
+    /// A guard killing the process group if it is dropped armed: held across an exchange, it
+    /// stops the hook when the exchange's future is dropped half-way (a cancelled run).
+    pub(super) fn guard(&self) -> GroupGuard {
+        GroupGuard(self.group)
     }
 
     /// Whether an exchange was abandoned after its request was written.
@@ -151,6 +154,7 @@ impl Live {
                 Ok(Ok(status)) => status.to_string(),
                 Ok(Err(e)) => format!("its exit status is unknown: {e}"),
                 Err(_) => {
+                    kill_group(self.group);
                     let _ = child.start_kill();
                     "it closed its stdout but kept running, and was stopped".to_owned()
                 }
@@ -177,21 +181,72 @@ impl Live {
         }
     }
 
-    /// Stops the process now (a hung or confused one).
+    /// Stops the process and its group now (a hung or confused one).
     pub(super) fn kill(&mut self) {
+        // The group first, while the unreaped leader keeps its pid (the group's id) reserved.
+        kill_group(self.group);
         if let Some(child) = self.child.as_mut() {
             let _ = child.start_kill();
         }
     }
 }
 
+/// Kills a process group when dropped armed; see [`Live::guard`].
+#[must_use = "the guard kills the group when dropped; disarm it once the exchange is over"]
+pub(super) struct GroupGuard(Option<u32>);
+
+impl GroupGuard {
+    /// The exchange finished (well or not): the caller decides what happens to the process.
+    pub(super) fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        kill_group(self.0.take());
+    }
+}
+
+/// Sends `SIGKILL` to every process in the group `group` leads: the hook and whatever it
+/// started that did not leave the group. A group already gone is no error.
+///
+/// Killing a group after its leader was reaped is safe enough: the kernel does not reuse a
+/// pid while a group of that id has members, and once it has none, only a new group leader
+/// given the same pid after the whole pid space wrapped around could be hit.
+#[cfg(unix)]
+fn kill_group(group: Option<u32>) {
+    use rustix::process::{Pid, Signal, kill_process_group};
+
+    // `kill(-1)` would signal every process we may signal; a hook's group is never 0 or 1.
+    let Some(pid) = group
+        .and_then(|group| i32::try_from(group).ok())
+        .filter(|group| *group > 1)
+        .and_then(Pid::from_raw)
+    else {
+        return;
+    };
+    match kill_process_group(pid, Signal::KILL) {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => {}
+        Err(e) => {
+            tracing::debug!(target: "flatmachines::hooks", group = pid.as_raw_nonzero().get(), error = %e, "cannot kill a hook's process group");
+        }
+    }
+}
+
+/// Without process groups, only the hook itself is killed (by its `Child`).
+#[cfg(not(unix))]
+fn kill_group(_group: Option<u32>) {}
+
 impl Drop for Live {
     /// Closes the process's stdin, which tells it to finish, and gives it a few seconds to
-    /// exit before killing it. A plain thread waits, so this works whether or not an async
-    /// runtime is still running.
+    /// exit before killing it; then whatever is left of its group is killed too. A plain
+    /// thread waits, so this works whether or not an async runtime is still running.
     fn drop(&mut self) {
         drop(self.stdin.take());
+        let group = self.group;
         let Some(mut child) = self.child.take() else {
+            kill_group(group);
             return;
         };
         let reaper = std::thread::Builder::new()
@@ -201,15 +256,20 @@ impl Drop for Live {
                 let mut waited = Duration::ZERO;
                 while waited < EXIT_GRACE {
                     if !matches!(child.try_wait(), Ok(None)) {
+                        // The hook is done; what it left running in its group is not kept.
+                        kill_group(group);
                         return;
                     }
                     std::thread::sleep(step);
                     waited += step;
                 }
+                kill_group(group);
                 let _ = child.start_kill();
             });
         if let Err(e) = reaper {
-            tracing::debug!(target: "flatmachines::hooks", error = %e, "no thread to wait for a hook process; it keeps running until its stdin closes");
+            // No thread to wait with: stop everything now rather than leave it running.
+            kill_group(group);
+            tracing::debug!(target: "flatmachines::hooks", error = %e, "no thread to wait for a hook process; it was killed");
         }
     }
 }

@@ -204,6 +204,7 @@ async fn a_machine_with_postgres_checkpoints_resumes_and_finishes_through_termin
         execution_id: Some("counter-1".to_owned()),
         max_steps: Some(10_000),
         parent_execution_id: None,
+        ..Default::default()
     };
     let mut outcome = runner.run(input.clone(), options.clone()).await;
     let mut resumes = 0;

@@ -160,6 +160,7 @@ async fn a_lost_lock_stops_the_run_before_its_next_checkpoint() {
             execution_id: Some("exec-lost".to_owned()),
             max_steps: None,
             parent_execution_id: None,
+            ..Default::default()
         };
         runner.run(serde_json::Map::new(), options).await
     });

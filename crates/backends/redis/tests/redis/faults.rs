@@ -208,6 +208,7 @@ async fn a_machine_with_redis_checkpoints_resumes_and_finishes_through_killed_co
         execution_id: Some("counter-1".to_owned()),
         max_steps: Some(10_000),
         parent_execution_id: None,
+        ..Default::default()
     };
     // Halfway through, an outage longer than any retry: the run fails, and is resumed.
     let outage = {

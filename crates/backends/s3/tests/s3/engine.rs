@@ -64,6 +64,7 @@ async fn a_run_cut_off_mid_way_resumes_from_s3_and_finishes() {
                 execution_id: Some("cut".to_owned()),
                 max_steps: None,
                 parent_execution_id: None,
+                ..Default::default()
             };
             runner.run(input, options).await
         })

@@ -40,6 +40,7 @@ async fn fault_helper() {
         "claim-then-save" => claim_then_save(&path).await,
         "hold-write-transaction" => hold_write_transaction(&path).await,
         "worker" => crate::shared_file::worker_task(&path).await,
+        "hold-lock" => crate::takeover::hold_lock(&path).await,
         other => panic!("unknown helper task {other}"),
     }
 }

@@ -13,14 +13,19 @@ use sqlx::{ConnectOptions, Connection};
 
 use crate::support::TempDb;
 
-/// Builds the file as a build at schema version 1 left it: only the first migration, plus
-/// rows written by that build.
-async fn make_version_1_database(path: &Path) {
+/// Creates the file with the schema of an older build: the embedded migrations up to
+/// `version`, and nothing newer.
+async fn make_database_at(path: &Path, version: i64) -> sqlx::SqliteConnection {
     let migrations = tempfile::tempdir().unwrap();
-    let first = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("migrations")
-        .join("0001_checkpoints_workers_work_items.sql");
-    std::fs::copy(&first, migrations.path().join(first.file_name().unwrap())).unwrap();
+    let all = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for entry in std::fs::read_dir(&all).unwrap() {
+        let file = entry.unwrap().path();
+        let name = file.file_name().unwrap().to_str().unwrap().to_owned();
+        let number: i64 = name[..4].parse().unwrap();
+        if number <= version {
+            std::fs::copy(&file, migrations.path().join(name)).unwrap();
+        }
+    }
     let migrator = Migrator::new(migrations.path()).await.unwrap();
     let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(path)
@@ -30,6 +35,13 @@ async fn make_version_1_database(path: &Path) {
         .await
         .unwrap();
     migrator.run(&mut conn).await.unwrap();
+    conn
+}
+
+/// Builds the file as a build at schema version 1 left it: only the first migration, plus
+/// rows written by that build.
+async fn make_version_1_database(path: &Path) {
+    let mut conn = make_database_at(path, 1).await;
     for sql in [
         "INSERT INTO checkpoints (key, value) VALUES ('exec-1/latest', 'exec-1/step_000003_execute.json')",
         "INSERT INTO workers (worker_id, status, last_heartbeat, pool_id, metadata) \
@@ -86,6 +98,78 @@ async fn a_database_at_schema_version_1_is_upgraded_in_place_keeping_its_rows() 
     );
 }
 
+/// Version 4 added the holder of each execution lock; rows of older builds have none and
+/// keep their lease, whoever asks.
+#[tokio::test]
+async fn execution_locks_of_a_version_3_database_are_kept_and_freed_by_their_lease_only() {
+    let tmp = TempDb::new();
+    let mut conn = make_database_at(&tmp.path, 3).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    for (key, owner, expires_at) in [
+        ("exec-held", "old-runner", now + 600_000),
+        ("exec-expired", "old-runner", now - 1),
+    ] {
+        sqlx::query(
+            "INSERT INTO execution_locks (key, owner, expires_at, acquired_at) \
+             VALUES (?1, ?2, ?3, '2024-05-01T12:00:00+00:00')",
+        )
+        .bind(key)
+        .bind(owner)
+        .bind(expires_at)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    conn.close().await.unwrap();
+
+    let db = SqliteDatabase::open(tmp.config()).unwrap();
+    assert_eq!(db.stored_schema_version().await.unwrap(), 3);
+    db.ready().await.unwrap();
+    assert_eq!(db.stored_schema_version().await.unwrap(), schema_version());
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&tmp.path)
+        .connect()
+        .await
+        .unwrap();
+    let rows: Vec<LockRow> = sqlx::query_as(
+        "SELECT key, owner, expires_at, holder_host, holder_pid FROM execution_locks ORDER BY key",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        [
+            (
+                "exec-expired".into(),
+                "old-runner".into(),
+                now - 1,
+                None,
+                None
+            ),
+            (
+                "exec-held".into(),
+                "old-runner".into(),
+                now + 600_000,
+                None,
+                None
+            ),
+        ]
+    );
+    // No holder to look up: the unexpired row is kept, the expired one is free.
+    let lock = db.lock();
+    assert!(!lock.acquire("exec-held").await.unwrap());
+    assert!(lock.acquire("exec-expired").await.unwrap());
+    let pid: Option<i64> =
+        sqlx::query_scalar("SELECT holder_pid FROM execution_locks WHERE key = 'exec-expired'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    if cfg!(target_os = "linux") {
+        assert_eq!(pid, Some(i64::from(std::process::id())));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handles_opening_a_new_file_at_once_create_the_schema_once() {
     for round in 0..5 {
@@ -115,3 +199,6 @@ async fn handles_opening_a_new_file_at_once_create_the_schema_once() {
         assert_eq!(applied, schema_version(), "round {round}");
     }
 }
+
+/// One row of `execution_locks`: key, owner, expiry, holder host and holder pid.
+type LockRow = (String, String, i64, Option<String>, Option<i64>);

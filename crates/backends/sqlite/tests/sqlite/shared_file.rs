@@ -150,7 +150,10 @@ async fn one_file_holds_checkpoints_results_workers_pools_and_locks() {
         .await
         .unwrap();
     assert_eq!(result, Some(json!({"out": 1})));
-    assert_eq!(other.stored_schema_version().await.unwrap(), 3);
+    assert_eq!(
+        other.stored_schema_version().await.unwrap(),
+        flatmachines_sqlite::schema_version()
+    );
     let debug = format!("{db:?}");
     assert!(debug.contains("db.sqlite"), "{debug}");
 }
@@ -380,7 +383,7 @@ async fn a_holder_that_cannot_renew_is_unsure_of_its_key_until_a_renewal_gets_th
     let tmp = TempDb::new();
     let config = tmp
         .config()
-        .lock_lease(std::time::Duration::from_millis(600))
+        .lock_lease(std::time::Duration::from_millis(1000))
         .busy_timeout(std::time::Duration::from_millis(1));
     let db = SqliteDatabase::connect(config).await.unwrap();
     let holder = db.lock();
