@@ -3,7 +3,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Subcommand};
 
-use flatmachines::backends::open_persistence;
+use flatmachines::backends::{open_persistence, open_persistence_to_read};
 use flatmachines::core::PersistenceBackend;
 use flatmachines::engine::checkpoint::{PruneOptions, list_executions, load_latest, prune};
 
@@ -60,8 +60,34 @@ pub(crate) enum CheckpointsCommand {
     },
 }
 
+/// The store, to change (`prune`).
 fn open(store: &StoreArg) -> Result<std::sync::Arc<dyn PersistenceBackend>, Failure> {
     open_persistence(&store.store).map_err(|e| Failure::Usage(e.to_string()))
+}
+
+/// The store, only to read (`list`, `show`): nothing is created, no write access needed.
+fn open_to_read(store: &StoreArg) -> Result<std::sync::Arc<dyn PersistenceBackend>, Failure> {
+    open_persistence_to_read(&store.store).map_err(|e| Failure::Usage(e.to_string()))
+}
+
+/// A temporary file older than this was left by a save that never finished: saves hold
+/// theirs for milliseconds.
+const STALE_TEMPORARY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Removes (or, with `dry_run`, lists) what killed saves left in a `file://` store.
+fn sweep_temporaries(store: &StoreArg, dry_run: bool) -> Result<usize, Failure> {
+    let Some(dir) = store.store.strip_prefix("file://") else {
+        return Ok(0);
+    };
+    let backend = flatmachines::backends::local::LocalFileBackend::open_existing(dir)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let removed = backend
+        .remove_stale_temporaries(STALE_TEMPORARY, dry_run)
+        .map_err(|e| Failure::Run(e.to_string()))?;
+    for path in &removed {
+        println!("{}", path.display());
+    }
+    Ok(removed.len())
 }
 
 pub(crate) async fn run(command: CheckpointsCommand) -> Result<(), Failure> {
@@ -92,8 +118,9 @@ pub(crate) async fn run(command: CheckpointsCommand) -> Result<(), Failure> {
             for key in &report.deleted_keys {
                 println!("{key}");
             }
+            let temporaries = sweep_temporaries(&store, dry_run)?;
             eprintln!(
-                "{} {} snapshot key(s); {} execution(s) removed entirely",
+                "{} {} snapshot key(s); {} execution(s) removed entirely; {temporaries} temporary file(s) of interrupted saves",
                 if dry_run { "would remove" } else { "removed" },
                 report.deleted_keys.len(),
                 report.removed_executions.len()
@@ -104,7 +131,7 @@ pub(crate) async fn run(command: CheckpointsCommand) -> Result<(), Failure> {
 }
 
 async fn list(store: &StoreArg, json: bool) -> Result<(), Failure> {
-    let backend = open(store)?;
+    let backend = open_to_read(store)?;
     let executions = list_executions(&*backend)
         .await
         .map_err(|e| Failure::Run(e.to_string()))?;
@@ -149,7 +176,7 @@ async fn list(store: &StoreArg, json: bool) -> Result<(), Failure> {
 }
 
 async fn show(store: &StoreArg, id: &str, keys: bool) -> Result<(), Failure> {
-    let backend = open(store)?;
+    let backend = open_to_read(store)?;
     if keys {
         let listed = backend
             .list(&format!("{id}/"))

@@ -101,6 +101,10 @@ pub(crate) async fn run(
         builder = builder
             .persistence(Arc::clone(&store.persistence))
             .lock(Arc::clone(&store.lock));
+        if url.starts_with("memory:") {
+            // Nothing in it outlives this process: resuming in it needs the newest only.
+            builder = builder.keep_snapshots(1);
+        }
         builder = flatmachines::with_distributed_hooks(builder, Some(url.clone()));
         // Results cross processes only when a parent or a child lives in another one; in
         // one process they stay in memory, where a child's result costs no round trip.

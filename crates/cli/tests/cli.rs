@@ -591,3 +591,50 @@ fn validate_refuses_hook_args_a_run_would_refuse() {
         stderr(&output)
     );
 }
+
+/// `checkpoints list` and `show` only read: a missing store is an error and is not created.
+/// `prune` also removes what saves cut short by a kill left behind.
+#[test]
+fn checkpoint_commands_read_without_creating_and_prune_sweeps_interrupted_saves() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let missing = dir.path().join("nowhere");
+    let url = format!("file://{}", missing.display());
+    for args in [
+        vec!["checkpoints", "list", "--store", &url],
+        vec!["checkpoints", "show", "x", "--store", &url],
+    ] {
+        let line = assert_fails(&flatmachines_in(dir.path(), &args), 2);
+        assert!(line.contains("nowhere"), "{line}");
+        assert!(!missing.exists(), "{args:?} created the store");
+    }
+
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(store.join("exec")).expect("create the store");
+    let stale = store.join("exec/.latest.4242.0.tmp");
+    let file = std::fs::File::create(&stale).expect("write a temporary file");
+    file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
+        .expect("age it");
+    let fresh = store.join("exec/.latest.4242.1.tmp");
+    std::fs::File::create(&fresh).expect("write a temporary file");
+    let url = format!("file://{}", store.display());
+    let pruned = flatmachines_in(
+        dir.path(),
+        &["checkpoints", "prune", "--store", &url, "--keep", "1"],
+    );
+    assert!(pruned.status.success(), "{}", stderr(&pruned));
+    assert!(
+        stdout(&pruned).contains(".latest.4242.0.tmp"),
+        "{}",
+        stdout(&pruned)
+    );
+    assert!(
+        stderr(&pruned).contains("1 temporary file(s)"),
+        "{}",
+        stderr(&pruned)
+    );
+    assert!(!stale.exists());
+    assert!(
+        fresh.exists(),
+        "a temporary file of a save that may be running stays"
+    );
+}

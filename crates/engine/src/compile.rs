@@ -502,6 +502,19 @@ impl Compiler<'_> {
                 }
             },
         };
-        CheckpointPolicy::new(persistence.enabled, events, warn_bytes)
+        let keep = match persistence.extra.get("keep_snapshots") {
+            None => None,
+            Some(value) => match value.as_u64() {
+                Some(count) if count >= 1 => Some(count),
+                _ => {
+                    self.warn(
+                        "data.persistence.keep_snapshots",
+                        format!("expected a whole number of snapshots, at least 1, got {value}; keeping every snapshot"),
+                    );
+                    None
+                }
+            },
+        };
+        CheckpointPolicy::new(persistence.enabled, events, warn_bytes).keeping(keep)
     }
 }

@@ -60,6 +60,8 @@ pub(crate) struct CheckpointPolicy {
     events: u8,
     /// Snapshots larger than this are reported (once per execution).
     pub(crate) warn_bytes: Option<usize>,
+    /// `persistence.keep_snapshots`: how many of its newest snapshots an execution keeps.
+    pub(crate) keep: Option<u64>,
 }
 
 impl CheckpointPolicy {
@@ -78,7 +80,12 @@ impl CheckpointPolicy {
             enabled,
             events,
             warn_bytes,
+            keep: None,
         }
+    }
+
+    pub(crate) fn keeping(self, keep: Option<u64>) -> Self {
+        CheckpointPolicy { keep, ..self }
     }
 
     fn bit(event: CheckpointEvent) -> u8 {

@@ -1,6 +1,7 @@
 //! Pictures of machines: Mermaid and Graphviz text of the states, transitions with their
 //! conditions, error routes, and the child machines each state runs.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use flatmachines_core::config::{MachineTarget, OnError, StateDefinition};
@@ -96,6 +97,26 @@ fn mermaid_id(name: &str) -> String {
         .collect()
 }
 
+/// A distinct Mermaid id for every state: names that differ only in characters Mermaid ids
+/// cannot hold (`a-b`, `a_b`, `a b`) would otherwise merge into one node. The first keeps
+/// the plain id; later ones get the first free `_2`, `_3`, … suffix.
+fn mermaid_ids<'a>(names: impl IntoIterator<Item = &'a String>) -> HashMap<&'a str, String> {
+    let mut used = HashSet::new();
+    let mut ids = HashMap::new();
+    for name in names {
+        let base = mermaid_id(name);
+        let mut id = base.clone();
+        let mut n = 2;
+        while used.contains(&id) {
+            id = format!("{base}_{n}");
+            n += 1;
+        }
+        used.insert(id.clone());
+        ids.insert(name.as_str(), id);
+    }
+    ids
+}
+
 fn mermaid_text(text: &str) -> String {
     text.replace('"', "'")
         .replace(':', "∶")
@@ -105,22 +126,24 @@ fn mermaid_text(text: &str) -> String {
 fn mermaid(machine: &Machine) -> String {
     let definition = &machine.set.machines[0];
     let states = &definition.config.data.states;
+    let ids = mermaid_ids(states.keys());
+    let id_of = |name: &str| ids.get(name).cloned().unwrap_or_else(|| mermaid_id(name));
     let mut out = String::from("stateDiagram-v2\n");
     let _ = writeln!(out, "    %% {}", mermaid_text(&definition.name));
     for (name, state) in states {
-        let id = mermaid_id(name);
+        let id = id_of(name);
         let mut label = vec![name.clone()];
         label.extend(work(state));
         let _ = writeln!(out, "    {id}: {}", mermaid_text(&label.join(" — ")));
     }
     let initial = states.get_index(definition.initial).map(|(n, _)| n);
     if let Some(initial) = initial {
-        let _ = writeln!(out, "    [*] --> {}", mermaid_id(initial));
+        let _ = writeln!(out, "    [*] --> {}", id_of(initial));
     }
     for (name, state) in states {
-        let from = mermaid_id(name);
+        let from = id_of(name);
         for transition in &state.transitions {
-            let to = mermaid_id(&transition.to);
+            let to = id_of(&transition.to);
             match transition
                 .condition
                 .as_deref()
@@ -138,7 +161,7 @@ fn mermaid(machine: &Machine) -> String {
             let _ = writeln!(
                 out,
                 "    {from} --> {}: on_error {}",
-                mermaid_id(&target),
+                id_of(&target),
                 mermaid_text(&error_type)
             );
         }
@@ -261,5 +284,33 @@ data:
     #[test]
     fn dot_shows_states_conditions_errors_and_children() {
         insta::assert_snapshot!(render(&machine(), GraphFormat::Dot));
+    }
+
+    #[test]
+    fn states_differing_only_in_punctuation_stay_distinct_in_mermaid() {
+        let yaml = r#"
+spec: flatmachine
+data:
+  states:
+    "a-b": {type: initial, transitions: [{to: "a b"}]}
+    "a b": {transitions: [{to: a_b}]}
+    a_b: {transitions: [{to: a_b_2}]}
+    a_b_2: {type: final}
+"#;
+        let machine = Machine::from_yaml(yaml, ".").unwrap();
+        let text = render(&machine, GraphFormat::Mermaid);
+        // Four nodes, four ids, and the edges between the right ones.
+        for line in [
+            "    a_b: a-b",
+            "    a_b_2: a b",
+            "    a_b_3: a_b",
+            "    a_b_2_2: a_b_2",
+            "    [*] --> a_b",
+            "    a_b --> a_b_2",
+            "    a_b_2 --> a_b_3",
+            "    a_b_3 --> a_b_2_2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
     }
 }

@@ -40,9 +40,20 @@ pub struct RuntimeBuilder {
     profiles_file: Option<PathBuf>,
     provider: Option<Arc<dyn BackendProvider>>,
     observers: Vec<Arc<dyn RunObserver>>,
+    keep_snapshots: Option<u64>,
 }
 
 impl RuntimeBuilder {
+    /// How many of its newest snapshots each execution keeps, for machines whose config does
+    /// not say (`persistence.keep_snapshots`); older ones are deleted as new ones are written.
+    /// By default every snapshot is kept, except in the built-in memory store (below), which
+    /// keeps the newest only: nothing there outlives the process, and resuming needs only
+    /// the newest. `0` is taken as 1.
+    pub fn keep_snapshots(mut self, count: u64) -> Self {
+        self.keep_snapshots = Some(count.max(1));
+        self
+    }
+
     /// Opens the backends configs name through `provider`.
     pub fn backend_provider(mut self, provider: Arc<dyn BackendProvider>) -> Self {
         self.provider = Some(provider);
@@ -146,6 +157,7 @@ impl RuntimeBuilder {
             inner: Arc::new(RuntimeInner {
                 persistence: self.persistence,
                 memory: Arc::new(MemoryBackend::new()),
+                keep_snapshots: self.keep_snapshots,
                 results_given: self.results.is_some(),
                 lock: self.lock,
                 results: self
@@ -169,6 +181,8 @@ pub(crate) struct RuntimeInner {
     pub(crate) persistence: Option<Arc<dyn PersistenceBackend>>,
     /// The store behind `persistence.backend: memory`, shared by this runtime's runs.
     pub(crate) memory: Arc<MemoryBackend>,
+    /// [`RuntimeBuilder::keep_snapshots`].
+    pub(crate) keep_snapshots: Option<u64>,
     pub(crate) lock: Option<Arc<dyn ExecutionLock>>,
     pub(crate) results_given: bool,
     pub(crate) results: Arc<dyn ResultBackend>,
@@ -231,6 +245,11 @@ impl Runtime {
     pub fn prepare(&self, machine: &Machine) -> Result<Runner, ConfigError> {
         let set = Arc::clone(&machine.set);
         let persistence = self.persistence_for(&set)?;
+        // The built-in memory store cannot outlive the process: a long loop would otherwise
+        // hold every snapshot it ever wrote.
+        let in_builtin_memory = self.inner.persistence.is_none()
+            && Self::persistence_name(&set.machines[0]).0 == "memory";
+        let keep_snapshots = self.inner.keep_snapshots.or(in_builtin_memory.then_some(1));
         let lock = self.lock_for(&set.machines[0])?;
         let results = self.results_for(&set)?;
         let root_dir = set.machines[0].config_dir.clone();
@@ -242,6 +261,7 @@ impl Runtime {
             prepared: Arc::new(Prepared {
                 set,
                 persistence,
+                keep_snapshots,
                 lock,
                 results,
                 invoker: self.inner.invoker.clone(),
@@ -397,6 +417,8 @@ pub(crate) struct BoundMachine {
 pub(crate) struct Prepared {
     pub(crate) set: Arc<MachineSet>,
     pub(crate) persistence: Arc<dyn PersistenceBackend>,
+    /// How many snapshots an execution keeps when its machine's config does not say.
+    pub(crate) keep_snapshots: Option<u64>,
     pub(crate) lock: Arc<dyn ExecutionLock>,
     pub(crate) results: Arc<dyn ResultBackend>,
     pub(crate) invoker: Option<Arc<dyn MachineInvoker>>,

@@ -435,3 +435,84 @@ data:
     launched.sort_unstable();
     assert_eq!(launched, vec![1, 2, 3, 4, 5, 6]);
 }
+
+const COUNTER: &str = r#"
+spec: flatmachine
+spec_version: "1.0.0"
+data:
+  name: counter
+  context: {n: 0}
+  settings: {max_steps: 100000}
+  agents: {echo: {type: test}}
+  PERSISTENCE
+  states:
+    start:
+      type: initial
+      transitions: [{to: tick}]
+    tick:
+      agent: echo
+      input: {n: "{{ context.n + 1 }}"}
+      output_to_context: {n: "{{ output.n }}"}
+      transitions:
+        - condition: "context.n >= 2000"
+          to: done
+        - to: tick
+    done:
+      type: final
+      output: {n: "{{ context.n }}"}
+"#;
+
+fn counter(persistence: &str) -> Machine {
+    Machine::from_yaml(&COUNTER.replace("PERSISTENCE", persistence), ".").unwrap()
+}
+
+fn with_id(id: &str) -> RunOptions {
+    RunOptions {
+        execution_id: Some(id.to_owned()),
+        ..Default::default()
+    }
+}
+
+/// The built-in memory store keeps an execution's newest snapshot only: a long loop there
+/// holds two keys, not one per step, and the run still resumes and reports its output.
+#[tokio::test]
+async fn the_built_in_memory_store_keeps_only_the_newest_snapshot() {
+    let runtime = common::with_test_agents(Runtime::builder()).build();
+    let outcome = runtime
+        .run(&counter(""), common::object(json!({})), with_id("long"))
+        .await
+        .unwrap();
+    assert_eq!(outcome.output, json!({"n": 2000}));
+    let keys = runtime.memory_store().list("long/").await.unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let latest = load_latest(&**runtime.memory_store(), "long")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.output, Some(json!({"n": 2000})));
+    assert!(keys.contains(&latest_key("long")), "{keys:?}");
+}
+
+/// `persistence.keep_snapshots` bounds the history in any store; a store given to the
+/// runtime keeps everything by default.
+#[tokio::test]
+async fn keep_snapshots_bounds_the_history_of_a_given_store() {
+    let store = Arc::new(MemoryBackend::new());
+    let runtime = common::with_test_agents(Runtime::builder().persistence(store.clone())).build();
+    let kept = counter("persistence: {backend: memory, keep_snapshots: 3}");
+    runtime
+        .run(&kept, common::object(json!({})), with_id("three"))
+        .await
+        .unwrap();
+    let keys = store.list("three/").await.unwrap();
+    assert_eq!(keys.len(), 4, "three snapshots and the pointer: {keys:?}");
+    let latest = load_latest(&*store, "three").await.unwrap().unwrap();
+    assert_eq!(latest.output, Some(json!({"n": 2000})));
+
+    runtime
+        .run(&counter(""), common::object(json!({})), with_id("all"))
+        .await
+        .unwrap();
+    // Every step writes state_enter, execute and state_exit; start and end add two more.
+    assert!(store.list("all/").await.unwrap().len() > 6000);
+}

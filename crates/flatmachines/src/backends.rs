@@ -279,6 +279,23 @@ pub fn open_persistence(url: &str) -> Result<Arc<dyn PersistenceBackend>, OpenEr
     open_store(url).map(|store| store.persistence)
 }
 
+/// Opens a checkpoint store to read: like [`open_persistence`], except that a `file://DIR`
+/// must already exist and is not created (nor its lock directory), so looking at a store
+/// needs no write access and a mistyped path is an error rather than a new empty store.
+pub fn open_persistence_to_read(url: &str) -> Result<Arc<dyn PersistenceBackend>, OpenError> {
+    #[cfg(feature = "local")]
+    if let ("file", rest) = split(url)? {
+        let dir = local_dir(url, rest)?;
+        return local::LocalFileBackend::open_existing(&dir)
+            .map(|backend| Arc::new(backend) as Arc<dyn PersistenceBackend>)
+            .map_err(|source| OpenError::Open {
+                url: url.to_owned(),
+                source,
+            });
+    }
+    open_persistence(url)
+}
+
 #[cfg(feature = "local")]
 fn local_dir(url: &str, rest: &str) -> Result<std::path::PathBuf, OpenError> {
     if rest.is_empty() {

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use flatmachines_core::{Error, PersistenceBackend, Result, validate_key, validate_prefix};
 
-use crate::error::blocking;
+use crate::error::{LocalError, blocking};
 use crate::files;
 
 /// A [`PersistenceBackend`] storing each key as a file under one directory.
@@ -70,6 +70,92 @@ impl LocalFileBackend {
         let dir = dir.into();
         files::ensure_dir(&dir, "create checkpoint directory")?;
         Ok(LocalFileBackend { dir, durable: true })
+    }
+
+    /// Reads checkpoints under an existing `dir`, creating nothing: for tools that only look
+    /// (`flatmachines checkpoints list`), which should work without write access and must not
+    /// leave an empty store behind a mistyped path.
+    ///
+    /// Fails if `dir` does not exist or is not a directory.
+    pub fn open_existing(dir: impl Into<PathBuf>) -> Result<Self> {
+        let dir = dir.into();
+        match std::fs::metadata(&dir) {
+            Ok(meta) if meta.is_dir() => Ok(LocalFileBackend { dir, durable: true }),
+            Ok(_) => Err(LocalError::new(
+                "open checkpoint directory",
+                &dir,
+                std::io::ErrorKind::NotADirectory.into(),
+            )
+            .into()),
+            Err(err) => Err(LocalError::new("open checkpoint directory", &dir, err).into()),
+        }
+    }
+
+    /// Removes the temporary files (`.{name}.{pid}.{n}.tmp`) that saves cut short by a crash
+    /// or a kill left behind, if they were last written more than `older_than` ago, and
+    /// returns their paths. With `dry_run`, only returns them.
+    ///
+    /// A save holds its temporary file for milliseconds, so an age of minutes is safe even
+    /// while other processes write to the store; a younger one may belong to a live save and
+    /// is left alone. Directories named with a leading `.` (lock directories) are not entered.
+    pub fn remove_stale_temporaries(
+        &self,
+        older_than: std::time::Duration,
+        dry_run: bool,
+    ) -> Result<Vec<PathBuf>> {
+        let mut found = Vec::new();
+        let now = std::time::SystemTime::now();
+        let mut pending = vec![self.dir.clone()];
+        while let Some(dir) = pending.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(err) => {
+                    return Err(LocalError::new("read checkpoint directory", &dir, err).into());
+                }
+            };
+            for entry in entries {
+                let entry =
+                    entry.map_err(|err| LocalError::new("read checkpoint directory", &dir, err))?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                if kind.is_dir() {
+                    if !name.starts_with('.') {
+                        pending.push(entry.path());
+                    }
+                    continue;
+                }
+                if !(kind.is_file() && name.starts_with('.') && name.ends_with(".tmp")) {
+                    continue;
+                }
+                let stale = entry
+                    .metadata()
+                    .and_then(|meta| meta.modified())
+                    .ok()
+                    .and_then(|modified| now.duration_since(modified).ok())
+                    .is_some_and(|age| age >= older_than);
+                if !stale {
+                    continue;
+                }
+                let path = entry.path();
+                if !dry_run {
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => {}
+                        // Another cleaner got there first.
+                        Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(err) => {
+                            return Err(LocalError::new("remove temporary file", &path, err).into());
+                        }
+                    }
+                }
+                found.push(path);
+            }
+        }
+        found.sort();
+        Ok(found)
     }
 
     /// Whether saves and deletes flush to disk (`fsync`) before returning; `true` by default.
@@ -171,6 +257,51 @@ mod tests {
     use std::fs;
 
     use super::*;
+
+    #[test]
+    fn stale_temporaries_are_removed_and_nothing_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let backend = LocalFileBackend::new(tmp.path()).unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        let write = |path: &str, aged: bool| {
+            let path = tmp.path().join(path);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let file = fs::File::create(&path).unwrap();
+            if aged {
+                file.set_modified(old).unwrap();
+            }
+            path
+        };
+        let stale = write("exec/.latest.999.0.tmp", true);
+        let fresh = write("exec/.latest.999.1.tmp", false);
+        let key = write("exec/latest", true);
+        let lock = write(".locks/.held.1.0.tmp", true);
+        let minute = std::time::Duration::from_secs(60);
+        assert_eq!(
+            backend.remove_stale_temporaries(minute, true).unwrap(),
+            std::slice::from_ref(&stale)
+        );
+        assert!(stale.exists(), "a dry run removes nothing");
+        assert_eq!(
+            backend.remove_stale_temporaries(minute, false).unwrap(),
+            std::slice::from_ref(&stale)
+        );
+        assert!(!stale.exists());
+        assert!(fresh.exists() && key.exists() && lock.exists());
+    }
+
+    #[test]
+    fn open_existing_creates_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("nope");
+        let error = LocalFileBackend::open_existing(&missing).unwrap_err();
+        assert!(
+            error.to_string().contains("open checkpoint directory"),
+            "{error}"
+        );
+        assert!(!missing.exists());
+        assert!(LocalFileBackend::open_existing(tmp.path()).is_ok());
+    }
 
     #[test]
     fn segment_rules_apply_to_keys_and_prefixes() {

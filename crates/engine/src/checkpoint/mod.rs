@@ -5,8 +5,9 @@
 //! newest snapshot's key. The JSON has the reference's field names and order.
 
 use std::cell::RefCell;
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -80,6 +81,10 @@ pub(crate) struct CheckpointWriter {
     parent_execution_id: Option<String>,
     warn_bytes: Option<usize>,
     warned: AtomicBool,
+    /// How many of the newest snapshots to keep, and the keys this writer wrote, oldest
+    /// first, that are still stored.
+    keep: Option<u64>,
+    written: Mutex<VecDeque<String>>,
 }
 
 impl CheckpointWriter {
@@ -90,6 +95,7 @@ impl CheckpointWriter {
         spec_version: &str,
         parent_execution_id: Option<&str>,
         warn_bytes: Option<usize>,
+        keep: Option<u64>,
     ) -> Self {
         CheckpointWriter {
             backend,
@@ -100,6 +106,8 @@ impl CheckpointWriter {
             parent_execution_id: parent_execution_id.map(str::to_owned),
             warn_bytes,
             warned: AtomicBool::new(false),
+            keep,
+            written: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -179,6 +187,29 @@ impl CheckpointWriter {
         let pointer = Bytes::copy_from_slice(key.as_bytes());
         self.backend
             .save_many(&[(&key, bytes), (&self.latest, pointer)])
-            .await
+            .await?;
+        self.forget_old(key).await;
+        Ok(())
+    }
+
+    /// Deletes the snapshots past the `keep` newest, once `latest` points past them. Only
+    /// snapshots this writer wrote are counted, so what an earlier process stored stays.
+    async fn forget_old(&self, key: String) {
+        let Some(keep) = self.keep else { return };
+        let stale: Vec<String> = {
+            let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+            // A key written again (the same step and event) is one snapshot, not two.
+            if written.back() != Some(&key) {
+                written.push_back(key);
+            }
+            let excess = (written.len() as u64).saturating_sub(keep);
+            written.drain(..excess as usize).collect()
+        };
+        for old in stale {
+            // What is left behind costs space, never correctness: `latest` no longer names it.
+            if let Err(error) = self.backend.delete(&old).await {
+                tracing::warn!(execution_id = %self.execution_id, key = %old, %error, "could not delete a snapshot past persistence.keep_snapshots");
+            }
+        }
     }
 }

@@ -275,6 +275,7 @@ impl Execution {
                 &definition.config.spec_version,
                 parent_id.as_deref(),
                 definition.checkpoints.warn_bytes,
+                definition.checkpoints.keep.or(prepared.keep_snapshots),
             )
         });
         Execution {
