@@ -86,8 +86,11 @@ pub(super) fn parse(text: &str, file: &Path, limits: &Limits) -> Result<Value, C
     let mut parser = Parser::new_from_str(text);
     loop {
         let (event, mark) = parser.next_token().map_err(|e| {
-            let marker = e.marker();
-            builder.error_at(*marker, e.info().to_owned())
+            let marker = *e.marker();
+            if e.info() == FLOW_NESTING_ERROR {
+                return builder.flow_nesting_error(marker);
+            }
+            builder.error_at(marker, e.info().to_owned())
         })?;
         match event {
             Event::StreamEnd => break,
@@ -97,7 +100,31 @@ pub(super) fn parse(text: &str, file: &Path, limits: &Limits) -> Result<Value, C
     Ok(builder.root.unwrap_or(Value::Null))
 }
 
+/// What yaml-rust2's scanner says past [`MAX_FLOW_NESTING`].
+const FLOW_NESTING_ERROR: &str = "recursion limit exceeded";
+
+/// How deep the scanner can nest flow collections (`[`, `{`): it counts them in a `u8`. It
+/// reads a flow collection ahead of the events we count, so this is reached before
+/// `config_depth` sees the levels.
+const MAX_FLOW_NESTING: u64 = 255;
+
 impl Builder<'_> {
+    /// The scanner's fixed bound on flow nesting, said as `config_depth` when that is lower
+    /// (the document is then past it too), else as the fixed bound it is.
+    fn flow_nesting_error(&self, mark: Marker) -> ConfigError {
+        if self.limits.get(Limit::ConfigDepth) < MAX_FLOW_NESTING {
+            return self.limit_error(
+                mark,
+                Limit::ConfigDepth,
+                "lists and mappings are nested too deeply",
+            );
+        }
+        self.error_at(
+            mark,
+            format!("flow lists and mappings (`[`, `{{`) nest deeper than {MAX_FLOW_NESTING} levels, which the YAML parser cannot read; use block style or less nesting"),
+        )
+    }
+
     fn error_at(&self, mark: Marker, message: String) -> ConfigError {
         ConfigError::Syntax {
             file: self.file.to_owned(),

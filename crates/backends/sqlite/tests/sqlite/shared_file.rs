@@ -329,6 +329,76 @@ async fn a_lock_holder_keeps_its_key_past_the_lease_while_it_lives() {
     assert!(other.acquire("exec-1").await.unwrap());
 }
 
+/// With the shortest lease a config may set, a live holder keeps its key for a minute while
+/// other handles write checkpoints to the same file as fast as they can: the renewal, which
+/// waits for SQLite's write lock like every writer, must still land within a lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_minimum_lease_a_holder_keeps_its_key_for_a_minute_under_write_load() {
+    use std::time::{Duration, Instant};
+    const HOLD: Duration = Duration::from_secs(60);
+    let tmp = TempDb::new();
+    let config = tmp.config().lock_lease(Duration::from_millis(1));
+    assert_eq!(config.lock_lease_duration(), Duration::from_millis(1000));
+    let db = SqliteDatabase::connect(config.clone()).await.unwrap();
+    let holder = db.lock();
+    assert!(holder.acquire("exec-held").await.unwrap());
+    let started = Instant::now();
+    // Two writers on handles of their own, each with its own write connection.
+    let mut writers = Vec::new();
+    for writer in 0..2 {
+        let store = SqliteDatabase::connect(config.clone())
+            .await
+            .unwrap()
+            .persistence();
+        writers.push(tokio::spawn(async move {
+            let payload = Bytes::from(vec![b'x'; 16 * 1024]);
+            let mut saves = 0u64;
+            // Bounded in time and in count.
+            while started.elapsed() < HOLD && saves < 2_000_000 {
+                let key = format!("load-{writer}/step_{:06}", saves % 64);
+                store
+                    .save_many(&[
+                        (key.as_str(), payload.clone()),
+                        ("load/latest", payload.clone()),
+                    ])
+                    .await
+                    .unwrap();
+                saves += 1;
+            }
+            saves
+        }));
+    }
+    let rival = SqliteDatabase::connect(config.clone())
+        .await
+        .unwrap()
+        .lock();
+    let mut attempts = 0u32;
+    while started.elapsed() < HOLD {
+        assert!(
+            !rival.acquire("exec-held").await.unwrap(),
+            "the key was taken from its live holder after {:?}",
+            started.elapsed()
+        );
+        // What a runner asks before every checkpoint: it must stay sure all along.
+        if let Err(error) = holder.ensure_held("exec-held") {
+            panic!(
+                "the holder lost confidence after {:?}: {error}",
+                started.elapsed()
+            );
+        }
+        attempts += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut saves = 0;
+    for writer in writers {
+        saves += writer.await.unwrap();
+    }
+    assert!(saves > 100, "the writers made no load: {saves} saves");
+    assert!(attempts > 100, "{attempts} attempts");
+    holder.release("exec-held").await.unwrap();
+    assert!(rival.acquire("exec-held").await.unwrap());
+}
+
 #[tokio::test]
 async fn a_holder_learns_at_its_next_renewal_that_its_key_was_taken_over() {
     let tmp = TempDb::new();
