@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use flatmachines_core::config::Format;
+use flatmachines_core::llm::{Message, ToolDefinition};
 use flatmachines_core::{AgentConfig, AgentError, AgentExecutor, AgentResult, JsonMap};
 
 use crate::error::{BuildError, ModelError};
@@ -25,6 +26,8 @@ pub struct FlatAgent {
     origin: String,
     prompt: Prompt,
     schema: Option<OutputSchema>,
+    /// `data.tools`, offered to the model on every call.
+    tools: Option<Vec<ToolDefinition>>,
     client: ProviderClient,
     metadata: JsonMap,
 }
@@ -107,12 +110,14 @@ impl FlatAgent {
             field,
             message,
         })?;
+        let tools = declared_tools(name, origin, data.tools.as_deref())?;
         let client = ProviderClient::new(settings, keys).map_err(model_error)?;
         Ok(FlatAgent {
             name: data.name.clone().unwrap_or_else(|| name.to_owned()),
             origin: origin.to_owned(),
             prompt,
             schema,
+            tools,
             client,
             metadata: config.metadata.clone(),
         })
@@ -132,9 +137,14 @@ impl FlatAgent {
     /// no key).
     pub fn request_body(&self, input: &JsonMap) -> Result<Value, AgentError> {
         let messages = self.prompt.render(&self.name, input)?;
-        Ok(self
-            .client
-            .body(&ChatRequest::new(&messages, self.schema.is_some())))
+        Ok(self.client.body(&self.request(&messages)))
+    }
+
+    /// The request for `messages`: JSON output when the agent has a schema, and its tools.
+    fn request<'a>(&'a self, messages: &'a [Message]) -> ChatRequest<'a> {
+        let mut request = ChatRequest::new(messages, self.schema.is_some());
+        request.tools = self.tools.as_deref();
+        request
     }
 
     fn result(&self, completion: Completion) -> AgentResult {
@@ -158,7 +168,10 @@ impl FlatAgent {
         if let Some(reason) = &completion.finish_reason {
             metadata.insert("finish_reason".into(), Value::from(reason.as_str()));
         }
-        let output = self.schema.as_ref().map(|schema| {
+        let tool_calls = completion.tool_calls;
+        // A turn that only calls tools has no answer to parse yet.
+        let schema = self.schema.as_ref().filter(|_| tool_calls.is_empty());
+        let output = schema.map(|schema| {
             let parsed = schema.parse(&completion.content);
             if let Some(error) = &parsed.error {
                 tracing::warn!(agent = %self.name, "structured output did not parse: {error}; the output is {{\"_raw\": …}}");
@@ -184,6 +197,7 @@ impl FlatAgent {
             usage: Some(usage_map),
             cost,
             metadata: (!metadata.is_empty()).then_some(metadata),
+            tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
         }
     }
 }
@@ -196,7 +210,7 @@ impl AgentExecutor for FlatAgent {
         _context: &JsonMap,
     ) -> Result<AgentResult, AgentError> {
         let messages = self.prompt.render(&self.name, input)?;
-        let request = ChatRequest::new(&messages, self.schema.is_some());
+        let request = self.request(&messages);
         let started = Instant::now();
         let completion = self.client.complete(&request).await?;
         tracing::debug!(
@@ -266,4 +280,48 @@ fn warn_dropped_parameters(agent: &str, settings: &ModelSettings) {
             dropped.join(", ")
         );
     }
+}
+
+/// `data.tools`, checked: each a `function` with a name, names distinct.
+fn declared_tools(
+    agent: &str,
+    origin: &str,
+    tools: Option<&[ToolDefinition]>,
+) -> Result<Option<Vec<ToolDefinition>>, BuildError> {
+    let Some(tools) = tools.filter(|tools| !tools.is_empty()) else {
+        return Ok(None);
+    };
+    let invalid = |index: usize, message: String| BuildError::Tools {
+        agent: agent.to_owned(),
+        origin: origin.to_owned(),
+        index,
+        message,
+    };
+    let mut names = std::collections::HashSet::new();
+    for (index, tool) in tools.iter().enumerate() {
+        if tool.kind != "function" {
+            return Err(invalid(
+                index,
+                format!(
+                    "has `type: {}`; only `function` tools are supported",
+                    tool.kind
+                ),
+            ));
+        }
+        let Some(name) = tool.name().filter(|name| !name.is_empty()) else {
+            return Err(invalid(index, "has no `function.name`".to_owned()));
+        };
+        if !names.insert(name) {
+            return Err(invalid(index, format!("repeats the tool name `{name}`")));
+        }
+        if let Some(parameters) = tool.function.get("parameters")
+            && !parameters.is_object()
+        {
+            return Err(invalid(
+                index,
+                format!("`{name}` has `parameters` that are not a JSON Schema object"),
+            ));
+        }
+    }
+    Ok(Some(tools.to_vec()))
 }

@@ -180,6 +180,18 @@ pub enum BuildError {
         #[source]
         source: ModelError,
     },
+    /// A tool of `data.tools` is not a usable function declaration.
+    #[error("agent `{agent}` ({origin}): `data.tools[{index}]` {message}")]
+    Tools {
+        /// The agent.
+        agent: String,
+        /// The agent file, or `inline config`.
+        origin: String,
+        /// The tool's position in `data.tools`.
+        index: usize,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A prompt template does not compile.
     #[error("agent `{agent}` ({origin}): template `data.{field}`: {message}")]
     Template {

@@ -34,6 +34,22 @@ pub struct AgentResult {
     /// Anything else the executor reports.
     #[serde(default)]
     pub metadata: Option<JsonMap>,
+    /// The tools the model asked to call, in the order it asked (none: it only answered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<AgentToolCall>>,
+}
+
+/// One tool call a model asked for, as a machine sees it (upstream 4.x's shape): the
+/// provider's call id, the tool's name and its arguments, parsed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentToolCall {
+    /// The provider's id of the call, which its result must name.
+    pub id: String,
+    /// The tool's name.
+    pub name: String,
+    /// The arguments: the JSON object the model wrote, or `{"_raw": text}` when its text
+    /// was not JSON.
+    pub arguments: Value,
 }
 
 impl AgentResult {
@@ -54,17 +70,25 @@ impl AgentResult {
     }
 
     /// The payload a state sees as `output`: the structured output, else `{"content": …}`,
-    /// else `{}`.
+    /// else `{}`. Without a structured output, the tool calls the model asked for are under
+    /// `tool_calls`, so that a machine can route on them.
     pub fn output_payload(&self) -> JsonMap {
-        match (&self.output, &self.content) {
-            (Some(output), _) => output.clone(),
+        let mut map = match (&self.output, &self.content) {
+            (Some(output), _) => return output.clone(),
             (None, Some(content)) => {
                 let mut map = Map::new();
                 map.insert("content".into(), Value::String(content.clone()));
                 map
             }
             (None, None) => Map::new(),
+        };
+        if let Some(calls) = self.tool_calls.as_ref().filter(|calls| !calls.is_empty()) {
+            map.insert(
+                "tool_calls".into(),
+                serde_json::to_value(calls).unwrap_or(Value::Null),
+            );
         }
+        map
     }
 
     /// API calls this result accounts for: `usage.api_calls`, else `usage.requests`, else

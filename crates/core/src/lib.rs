@@ -36,7 +36,8 @@ pub mod snapshot;
 mod worker_filter;
 
 pub use agent::{
-    AdapterContext, AgentAdapter, AgentError, AgentExecutor, AgentResult, ExecutionType,
+    AdapterContext, AgentAdapter, AgentError, AgentExecutor, AgentResult, AgentToolCall,
+    ExecutionType,
 };
 pub use config::{
     AgentConfig, AgentRef, ConfigError, ConfigWarning, MachineConfig, ProfilesConfig,

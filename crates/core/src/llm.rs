@@ -44,14 +44,26 @@ pub struct FunctionCall {
     pub arguments: String,
 }
 
-/// A tool the model may call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A tool the model may call, in the OpenAI function format:
+/// `{"type": "function", "function": {"name", "description", "parameters"}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ToolDefinition {
     /// Always `function`.
-    #[serde(rename = "type")]
+    #[serde(rename = "type", default = "function_kind")]
     pub kind: String,
     /// The function's name, description and JSON Schema parameters.
     pub function: JsonMap,
+}
+
+fn function_kind() -> String {
+    "function".to_owned()
+}
+
+impl ToolDefinition {
+    /// The function's name, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.function.get("name").and_then(Value::as_str)
+    }
 }
 
 /// Per-call options.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use flatmachines_core::llm::{Message, ToolDefinition};
-use flatmachines_core::{AgentError, JsonMap};
+use flatmachines_core::{AgentError, AgentToolCall, JsonMap};
 
 use super::sse::SseEvent;
 use super::{ChatRequest, Completion, StreamState, Usage, count, event_json};
@@ -126,6 +126,27 @@ pub(super) fn parse(raw: Value, target: Target<'_>) -> Result<Completion, AgentE
         .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
         .filter_map(|b| b.get("text").and_then(Value::as_str))
         .collect::<String>();
+    let tool_calls = blocks
+        .iter()
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_use"))
+        .enumerate()
+        .map(|(index, block)| {
+            let name = block.get("name").and_then(Value::as_str).ok_or_else(|| {
+                target.error(
+                    error_types::INVALID_RESPONSE,
+                    format!("`tool_use` block {index} of `content` has no `name`"),
+                )
+            })?;
+            Ok(AgentToolCall {
+                id: block
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| format!("toolu_{index}"), str::to_owned),
+                name: name.to_owned(),
+                arguments: super::call_arguments(block.get("input")),
+            })
+        })
+        .collect::<Result<Vec<_>, AgentError>>()?;
     let usage = raw.get("usage").unwrap_or(&Value::Null);
     let (prompt_tokens, completion_tokens) =
         (count(usage, "input_tokens"), count(usage, "output_tokens"));
@@ -142,6 +163,7 @@ pub(super) fn parse(raw: Value, target: Target<'_>) -> Result<Completion, AgentE
             reported_cost: None,
         },
         finish_reason,
+        tool_calls,
         raw,
     })
 }

@@ -9,8 +9,8 @@ mod sse;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
 
-use flatmachines_core::AgentError;
 use flatmachines_core::llm::{Message, ToolDefinition};
+use flatmachines_core::{AgentError, AgentToolCall, JsonMap};
 
 use crate::error::{ModelError, error_types};
 use crate::http::{self, Target};
@@ -62,6 +62,23 @@ pub(crate) struct Completion {
     pub(crate) raw: Value,
     pub(crate) usage: Usage,
     pub(crate) finish_reason: Option<String>,
+    /// The tools the model asked to call, in order.
+    pub(crate) tool_calls: Vec<AgentToolCall>,
+}
+
+/// A call's arguments as the provider sent them: a JSON text (OpenAI) or an object
+/// (Anthropic). Text that is not JSON is kept as `{"_raw": text}`, for the tool to refuse.
+pub(crate) fn call_arguments(arguments: Option<&Value>) -> Value {
+    match arguments {
+        None | Some(Value::Null) => Value::Object(JsonMap::new()),
+        Some(Value::String(text)) if text.trim().is_empty() => Value::Object(JsonMap::new()),
+        Some(Value::String(text)) => serde_json::from_str(text).unwrap_or_else(|_| {
+            let mut raw = JsonMap::new();
+            raw.insert("_raw".into(), Value::String(text.clone()));
+            Value::Object(raw)
+        }),
+        Some(other) => other.clone(),
+    }
 }
 
 /// Folds a stream's events into a [`Completion`].

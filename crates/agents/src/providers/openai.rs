@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use flatmachines_core::{AgentError, JsonMap};
+use flatmachines_core::{AgentError, AgentToolCall, JsonMap};
 
 use super::sse::SseEvent;
 use super::{ChatRequest, Completion, StreamState, Usage, count, event_json};
@@ -112,6 +112,7 @@ pub(super) fn parse(raw: Value, target: Target<'_>) -> Result<Completion, AgentE
             ));
         }
     };
+    let tool_calls = tool_calls_of(message, target)?;
     let usage = raw.get("usage").map(usage_of).unwrap_or_default();
     let finish_reason = choice
         .get("finish_reason")
@@ -122,7 +123,43 @@ pub(super) fn parse(raw: Value, target: Target<'_>) -> Result<Completion, AgentE
         raw,
         usage,
         finish_reason,
+        tool_calls,
     })
+}
+
+/// `message.tool_calls`: `[{id, type: function, function: {name, arguments}}]`, arguments as
+/// JSON text.
+fn tool_calls_of(message: &Value, target: Target<'_>) -> Result<Vec<AgentToolCall>, AgentError> {
+    let Some(calls) = message.get("tool_calls").filter(|c| !c.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let Some(calls) = calls.as_array() else {
+        return Err(target.error(
+            error_types::INVALID_RESPONSE,
+            "`choices[0].message.tool_calls` is not a list",
+        ));
+    };
+    calls
+        .iter()
+        .enumerate()
+        .map(|(index, call)| {
+            let function = call.get("function").unwrap_or(&Value::Null);
+            let name = function.get("name").and_then(Value::as_str).ok_or_else(|| {
+                target.error(
+                    error_types::INVALID_RESPONSE,
+                    format!("tool call {index} of `choices[0].message.tool_calls` has no `function.name`"),
+                )
+            })?;
+            Ok(AgentToolCall {
+                id: call
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| format!("call_{index}"), str::to_owned),
+                name: name.to_owned(),
+                arguments: super::call_arguments(function.get("arguments")),
+            })
+        })
+        .collect()
 }
 
 fn usage_of(usage: &Value) -> Usage {

@@ -182,6 +182,10 @@ pub struct AgentData {
     /// MCP tool servers.
     #[serde(default)]
     pub mcp: Option<McpConfig>,
+    /// Tools offered to the model, in the OpenAI function format
+    /// (`{type: function, function: {name, description, parameters}}`).
+    #[serde(default)]
+    pub tools: Option<Vec<crate::llm::ToolDefinition>>,
     /// Fields of later spec versions, kept for adapters.
     #[serde(flatten)]
     pub extra: JsonMap,
