@@ -282,7 +282,7 @@ fn warn_dropped_parameters(agent: &str, settings: &ModelSettings) {
     }
 }
 
-/// `data.tools`, checked: each a `function` with a name, names distinct.
+/// `data.tools`, checked (see [`ToolDefinition::check_all`]).
 fn declared_tools(
     agent: &str,
     origin: &str,
@@ -291,37 +291,10 @@ fn declared_tools(
     let Some(tools) = tools.filter(|tools| !tools.is_empty()) else {
         return Ok(None);
     };
-    let invalid = |index: usize, message: String| BuildError::Tools {
+    ToolDefinition::check_all(tools).map_err(|source| BuildError::Tools {
         agent: agent.to_owned(),
         origin: origin.to_owned(),
-        index,
-        message,
-    };
-    let mut names = std::collections::HashSet::new();
-    for (index, tool) in tools.iter().enumerate() {
-        if tool.kind != "function" {
-            return Err(invalid(
-                index,
-                format!(
-                    "has `type: {}`; only `function` tools are supported",
-                    tool.kind
-                ),
-            ));
-        }
-        let Some(name) = tool.name().filter(|name| !name.is_empty()) else {
-            return Err(invalid(index, "has no `function.name`".to_owned()));
-        };
-        if !names.insert(name) {
-            return Err(invalid(index, format!("repeats the tool name `{name}`")));
-        }
-        if let Some(parameters) = tool.function.get("parameters")
-            && !parameters.is_object()
-        {
-            return Err(invalid(
-                index,
-                format!("`{name}` has `parameters` that are not a JSON Schema object"),
-            ));
-        }
-    }
+        source,
+    })?;
     Ok(Some(tools.to_vec()))
 }

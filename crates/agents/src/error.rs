@@ -181,16 +181,15 @@ pub enum BuildError {
         source: ModelError,
     },
     /// A tool of `data.tools` is not a usable function declaration.
-    #[error("agent `{agent}` ({origin}): `data.tools[{index}]` {message}")]
+    #[error("agent `{agent}` ({origin}): {source}")]
     Tools {
         /// The agent.
         agent: String,
         /// The agent file, or `inline config`.
         origin: String,
-        /// The tool's position in `data.tools`.
-        index: usize,
-        /// What is wrong with it.
-        message: String,
+        /// Which declaration, and what is wrong with it.
+        #[source]
+        source: flatmachines_core::llm::ToolDeclarationError,
     },
     /// A prompt template does not compile.
     #[error("agent `{agent}` ({origin}): template `data.{field}`: {message}")]

@@ -64,6 +64,50 @@ impl ToolDefinition {
     pub fn name(&self) -> Option<&str> {
         self.function.get("name").and_then(Value::as_str)
     }
+
+    /// Checks a list of declarations (an agent's `data.tools`): each a `function` with a
+    /// name and, if any, object `parameters`; names distinct. The error names the first
+    /// declaration that is not usable, by its position.
+    pub fn check_all(tools: &[ToolDefinition]) -> Result<(), ToolDeclarationError> {
+        let invalid = |index: usize, message: String| ToolDeclarationError { index, message };
+        let mut names = std::collections::HashSet::new();
+        for (index, tool) in tools.iter().enumerate() {
+            if tool.kind != "function" {
+                return Err(invalid(
+                    index,
+                    format!(
+                        "has `type: {}`; only `function` tools are supported",
+                        tool.kind
+                    ),
+                ));
+            }
+            let Some(name) = tool.name().filter(|name| !name.is_empty()) else {
+                return Err(invalid(index, "has no `function.name`".to_owned()));
+            };
+            if !names.insert(name) {
+                return Err(invalid(index, format!("repeats the tool name `{name}`")));
+            }
+            if let Some(parameters) = tool.function.get("parameters")
+                && !parameters.is_object()
+            {
+                return Err(invalid(
+                    index,
+                    format!("`{name}` has `parameters` that are not a JSON Schema object"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A tool declaration [`ToolDefinition::check_all`] refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`data.tools[{index}]` {message}")]
+pub struct ToolDeclarationError {
+    /// The declaration's position in the list.
+    pub index: usize,
+    /// What is wrong with it.
+    pub message: String,
 }
 
 /// Per-call options.

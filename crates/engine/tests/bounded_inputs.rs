@@ -123,7 +123,7 @@ fn rendered_bytes(output: &Value) -> usize {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     #[ignore = "run by generated_inputs_run_in_a_bounded_child_process, under prlimit"]

@@ -275,6 +275,16 @@ impl Validator {
                 );
             }
         }
+        if let Some(tools) = &config.data.tools
+            && let Err(error) = flatmachines_core::llm::ToolDefinition::check_all(tools)
+        {
+            let d = source.diagnostic(
+                Severity::Error,
+                &format!("/data/tools/{}", error.index),
+                format!("this tool {}", error.message),
+            );
+            self.push(d);
+        }
         let dir = dir_of(&source.file);
         let profiles_file = dir.join("profiles.yml");
         let profile = match &config.data.model {
