@@ -64,14 +64,19 @@ fn convert_messages(messages: &[Message]) -> (String, Vec<Value>) {
     for message in messages {
         match message.role.as_str() {
             "system" => system.push(message.content.as_str()),
-            "tool" => converted.push(json!({
-                "role": "user",
-                "content": [{
+            "tool" => {
+                let block = json!({
                     "type": "tool_result",
                     "tool_use_id": message.tool_call_id.clone().unwrap_or_default(),
                     "content": message.content,
-                }],
-            })),
+                });
+                // The results of one turn's calls answer it together: the API wants them as
+                // blocks of one user message, not as user messages in a row.
+                match converted.last_mut().and_then(tool_results) {
+                    Some(blocks) => blocks.push(block),
+                    None => converted.push(json!({"role": "user", "content": [block]})),
+                }
+            }
             role => match &message.tool_calls {
                 Some(calls) if !calls.is_empty() => {
                     let mut blocks = Vec::new();
@@ -98,6 +103,18 @@ fn convert_messages(messages: &[Message]) -> (String, Vec<Value>) {
         .collect::<Vec<_>>()
         .join("\n\n");
     (system, converted)
+}
+
+/// The blocks of `message` if it is a user message of tool results only.
+fn tool_results(message: &mut Value) -> Option<&mut Vec<Value>> {
+    if message.get("role").and_then(Value::as_str) != Some("user") {
+        return None;
+    }
+    let blocks = message.get_mut("content")?.as_array_mut()?;
+    blocks
+        .iter()
+        .all(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+        .then_some(blocks)
 }
 
 fn convert_tool(tool: &ToolDefinition) -> Value {
@@ -285,6 +302,47 @@ mod tests {
             tool_call_id: None,
             tool_calls: None,
         }
+    }
+
+    #[test]
+    fn results_of_one_turns_calls_share_one_user_message() {
+        let call = |id: &str| ToolCall {
+            id: id.into(),
+            kind: "function".into(),
+            function: FunctionCall {
+                name: "weather".into(),
+                arguments: "{}".into(),
+            },
+        };
+        let mut turn = message("assistant", "");
+        turn.tool_calls = Some(vec![call("a"), call("b")]);
+        let result = |id: &str, text: &str| {
+            let mut m = message("tool", text);
+            m.tool_call_id = Some(id.into());
+            m
+        };
+        let (_, messages) = convert_messages(&[
+            message("user", "Weather?"),
+            turn,
+            result("a", "rain"),
+            result("b", "sun"),
+            message("user", "And tomorrow?"),
+        ]);
+        assert_eq!(
+            Value::Array(messages),
+            json!([
+                {"role": "user", "content": "Weather?"},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "a", "name": "weather", "input": {}},
+                    {"type": "tool_use", "id": "b", "name": "weather", "input": {}}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "a", "content": "rain"},
+                    {"type": "tool_result", "tool_use_id": "b", "content": "sun"}
+                ]},
+                {"role": "user", "content": "And tomorrow?"}
+            ])
+        );
     }
 
     #[test]
