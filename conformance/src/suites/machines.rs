@@ -243,9 +243,17 @@ async fn compare_with_memory(env: &E<'_>, yaml: &str) -> CaseResult {
     Ok(())
 }
 
-async fn execution_id_reuse(env: E<'_>) -> CaseResult {
+/// The loop stopped at a step limit of 3 under `id` on a fresh store, and what its
+/// uninterrupted run gives.
+struct Stopped {
+    spec: Spec,
+    expected: RunOutcome,
+    store: Store,
+    runner: Runner,
+}
+
+async fn stopped_loop(env: &E<'_>, id: &str) -> Result<Stopped, String> {
     let spec = load(LOOP)?;
-    let id = "reused";
     let (expected, _) = memory_run(&spec, id).await?;
     let store = env.fresh().await?;
     let runner = runner(&spec.machine, Arc::clone(&store))?;
@@ -255,6 +263,22 @@ async fn execution_id_reuse(env: E<'_>) -> CaseResult {
         "a run with max_steps 3 ended {:?}",
         stopped.status
     );
+    Ok(Stopped {
+        spec,
+        expected,
+        store,
+        runner,
+    })
+}
+
+async fn execution_id_reuse(env: E<'_>) -> CaseResult {
+    let id = "reused";
+    let Stopped {
+        spec,
+        expected,
+        store,
+        runner,
+    } = stopped_loop(&env, id).await?;
     let before = keys(&store).await?;
     let what = format!("a second fresh run of {id}");
     match bounded(
@@ -301,17 +325,13 @@ async fn execution_id_reuse(env: E<'_>) -> CaseResult {
 }
 
 async fn resume_after_step_limit(env: E<'_>) -> CaseResult {
-    let spec = load(LOOP)?;
     let id = "stepped";
-    let (expected, _) = memory_run(&spec, id).await?;
-    let store = env.fresh().await?;
-    let runner = runner(&spec.machine, Arc::clone(&store))?;
-    let stopped = run(&runner, &spec.input, id, Some(3)).await?;
-    ensure!(
-        matches!(stopped.status, RunStatus::StepLimit { limit: 3, .. }),
-        "a run with max_steps 3 ended {:?}",
-        stopped.status
-    );
+    let Stopped {
+        expected,
+        store,
+        runner,
+        ..
+    } = stopped_loop(&env, id).await?;
     let resumed = resume(&runner, id).await?;
     ensure_eq!(resumed.status, RunStatus::Completed, "status after resume");
     ensure_eq!(

@@ -104,7 +104,7 @@ fn request<'a>(definition: &'a MachineDef, name: &'a str) -> BackendRequest<'a> 
 
 impl Runtime {
     /// The backend name a machine's config asks for, and where it says so.
-    pub(crate) fn persistence_name(definition: &MachineDef) -> (&str, &'static str) {
+    fn persistence_name(definition: &MachineDef) -> (&str, &'static str) {
         let data = &definition.config.data;
         match (&data.persistence, data.settings.backends.as_ref()) {
             (Some(p), _) => (p.backend.as_str(), "data.persistence.backend"),

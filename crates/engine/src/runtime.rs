@@ -247,8 +247,8 @@ impl Runtime {
         let persistence = self.persistence_for(&set)?;
         // The built-in memory store cannot outlive the process: a long loop would otherwise
         // hold every snapshot it ever wrote.
-        let in_builtin_memory = self.inner.persistence.is_none()
-            && Self::persistence_name(&set.machines[0]).0 == "memory";
+        let in_builtin_memory =
+            std::ptr::addr_eq(Arc::as_ptr(&persistence), Arc::as_ptr(&self.inner.memory));
         let keep_snapshots = self.inner.keep_snapshots.or(in_builtin_memory.then_some(1));
         let lock = self.lock_for(&set.machines[0])?;
         let results = self.results_for(&set)?;

@@ -128,8 +128,8 @@ fn tree_error(set: &MachineSet, parent: &Parent) -> Option<StateError> {
     ))
 }
 
-/// A `foreach` fan-out counted in the tree ahead of its children's start: given back if an
-/// item's input fails to render and none of them start.
+/// A `foreach` fan-out counted in the tree ahead of its children's start: given back if it
+/// does not fit, or an item's input fails to render, and none of them start.
 struct Reservation {
     started: Arc<std::sync::atomic::AtomicU64>,
     unused: u64,
@@ -296,8 +296,11 @@ impl Execution {
                 let tree_limit = self.set.limits.get(Limit::TreeMachines);
                 let fan_out = items.len() as u64;
                 let before = self.started.fetch_add(fan_out, Ordering::Relaxed);
+                let reservation = Reservation {
+                    started: Arc::clone(&self.started),
+                    unused: fan_out,
+                };
                 if before.saturating_add(fan_out) > tree_limit {
-                    self.started.fetch_sub(fan_out, Ordering::Relaxed);
                     return Err(state_error(
                         error_types::TREE_LIMIT,
                         format!(
@@ -309,10 +312,6 @@ impl Execution {
                     )
                     .into());
                 }
-                let reservation = Reservation {
-                    started: Arc::clone(&self.started),
-                    unused: fan_out,
-                };
                 // Render every input before starting any child, so a bad item starts none.
                 let mut keys = Vec::new();
                 let mut seen = HashSet::new();
@@ -423,28 +422,27 @@ impl Execution {
                         // A bound of the whole tree fails the run whatever the siblings do:
                         // stop them now (dropping their handles) rather than letting a
                         // runaway fan-out run to its end.
-                        if let Err(error) = &report.result
-                            && is_tree_bound(error)
-                        {
-                            return Err(report);
-                        }
+                        let bound = report
+                            .result
+                            .as_ref()
+                            .err()
+                            .filter(|error| is_tree_bound(error))
+                            .cloned();
                         reports[index] = Some(report);
+                        if let Some(error) = bound {
+                            return Err(error);
+                        }
                     }
                     Ok(())
                 };
                 match within(timeout, wait_all).await {
                     None => Err(timed_out(state, timeout.unwrap_or_default()).into()),
-                    Some(Err(report)) => {
+                    Some(Err(error)) => {
                         drop(pending);
                         for finished in reports.into_iter().flatten() {
                             self.api_calls += finished.api_calls;
                             self.cost += finished.cost;
                         }
-                        self.api_calls += report.api_calls;
-                        self.cost += report.cost;
-                        let error = report.result.err().unwrap_or_else(|| {
-                            state_error(error_types::INTERNAL, "a child's bound error vanished")
-                        });
                         if self.runaway.is_none() {
                             self.runaway = Some(error.clone());
                         }

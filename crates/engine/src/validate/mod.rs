@@ -225,25 +225,18 @@ impl Validator {
         self.report.files.push(path.to_owned());
         let text = match crate::loader::read(path, original, &self.limits) {
             Ok(text) => text,
-            Err(ConfigError::Read { source, .. }) => {
-                self.push(Diagnostic {
-                    severity: Severity::Error,
-                    file: path.to_owned(),
-                    pointer: String::new(),
-                    line: None,
-                    column: None,
-                    message: format!("cannot read the file: {source}"),
-                });
-                return;
-            }
             Err(e) => {
+                let message = match &e {
+                    ConfigError::Read { source, .. } => format!("cannot read the file: {source}"),
+                    other => strip_file(&other.to_string(), path),
+                };
                 self.push(Diagnostic {
                     severity: Severity::Error,
                     file: path.to_owned(),
                     pointer: String::new(),
                     line: None,
                     column: None,
-                    message: strip_file(&e.to_string(), path),
+                    message,
                 });
                 return;
             }
