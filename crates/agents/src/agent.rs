@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use flatmachines_core::config::Format;
 use flatmachines_core::llm::{Message, ToolDefinition};
-use flatmachines_core::{AgentConfig, AgentError, AgentExecutor, AgentResult, JsonMap};
+use flatmachines_core::{AgentConfig, AgentError, AgentExecutor, AgentResult, AgentTurn, JsonMap};
 
 use crate::error::{BuildError, ModelError};
 use crate::profiles::{Profiles, resolve_model};
@@ -227,6 +227,33 @@ impl AgentExecutor for FlatAgent {
 
     fn metadata(&self) -> Option<&JsonMap> {
         Some(&self.metadata)
+    }
+
+    fn declared_tools(&self) -> &[ToolDefinition] {
+        self.tools.as_deref().unwrap_or_default()
+    }
+
+    fn supports_tool_loop(&self) -> bool {
+        true
+    }
+
+    async fn execute_turn(
+        &self,
+        turn: &AgentTurn<'_>,
+        _context: &JsonMap,
+    ) -> Result<AgentResult, AgentError> {
+        let mut messages = self.prompt.render(&self.name, turn.input)?;
+        messages.extend_from_slice(turn.conversation);
+        let mut request = ChatRequest::new(&messages, self.schema.is_some());
+        request.tools = (!turn.tools.is_empty()).then_some(turn.tools);
+        request.answer_only = turn.answer_only;
+        let completion = self.client.complete(&request).await?;
+        tracing::debug!(
+            agent = %self.name,
+            tool_calls = completion.tool_calls.len(),
+            "tool loop turn finished"
+        );
+        Ok(self.result(completion))
     }
 }
 

@@ -11,6 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::llm::{Message, ToolDefinition};
 use crate::{AgentRef, JsonMap};
 
 /// What one agent call produced.
@@ -184,6 +185,49 @@ pub trait AgentExecutor: Send + Sync + Debug {
     fn metadata(&self) -> Option<&JsonMap> {
         None
     }
+
+    /// The tools the agent declares (`data.tools`), which a tool loop offers along with its
+    /// providers' tools.
+    fn declared_tools(&self) -> &[ToolDefinition] {
+        &[]
+    }
+
+    /// Whether [`AgentExecutor::execute_turn`] is implemented, so that a state may run this
+    /// agent in a `tool_loop`.
+    fn supports_tool_loop(&self) -> bool {
+        false
+    }
+
+    /// One model turn of a tool loop: the prompt rendered from `turn.input`, then the
+    /// conversation so far, offering exactly `turn.tools`. The result's `tool_calls` are the
+    /// calls the model asks for.
+    async fn execute_turn(
+        &self,
+        turn: &AgentTurn<'_>,
+        context: &JsonMap,
+    ) -> Result<AgentResult, AgentError> {
+        let _ = (turn, context);
+        Err(AgentError::new(
+            "this agent cannot run in a tool loop: its executor does not implement `execute_turn`",
+        )
+        .with_type("ToolLoopUnsupported"))
+    }
+}
+
+/// What one turn of a tool loop sends to the model.
+#[derive(Debug, Clone, Copy)]
+pub struct AgentTurn<'a> {
+    /// The state's rendered input, which the agent's prompt is rendered from on every turn.
+    pub input: &'a JsonMap,
+    /// The conversation after the prompt: the model's earlier turns, the tool results that
+    /// answered them, and any steering messages.
+    pub conversation: &'a [Message],
+    /// The tools offered on this turn, already filtered by the loop's allow and deny lists.
+    pub tools: &'a [ToolDefinition],
+    /// The model must answer in text: `tools` are sent only because the conversation holds
+    /// calls to them (Anthropic refuses such a conversation without them), with the
+    /// provider's "call no tool" choice.
+    pub answer_only: bool,
 }
 
 /// What an adapter knows about where an agent is declared.

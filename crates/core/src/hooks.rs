@@ -5,7 +5,8 @@ use std::fmt::{self, Debug};
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::Context;
+use crate::tools::ToolCallResult;
+use crate::{AgentToolCall, Context};
 
 /// A state's failure as hooks and `on_error` routing see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +46,9 @@ impl HookError {
 /// 1. Hooks run in this order per step: `on_state_enter`, (`on_action` when the state has an
 ///    `action`), `on_state_exit`, `on_transition`; `on_error` when a state fails and its
 ///    `on_error` config did not route the error; `on_machine_start` once before the first state
-///    and `on_machine_end` once after the last.
+///    and `on_machine_end` once after the last. A state running a tool loop calls
+///    `on_tool_calls` once per model turn that asks for tools and `on_tool_result` once per
+///    call, between `on_state_enter` and `on_state_exit`.
 /// 2. Changes a hook makes to the context are kept and checkpointed.
 /// 3. A hook returning `Err` fails the state (or, for machine hooks, the run) with error type
 ///    `HookError`.
@@ -112,5 +115,32 @@ pub trait MachineHooks: Send + Sync + Debug {
     async fn on_action(&self, action: &str, context: &mut Context) -> Result<bool, HookError> {
         let _ = (action, context);
         Ok(false)
+    }
+
+    /// A tool loop's model turn asked for `calls`, before any of them runs. The hook may set,
+    /// in the context, `_abort_tool_loop: true` (the loop ends, stop reason `aborted`) or
+    /// `_skip_tools: [name or call id, …]` (those calls are not made; the model reads that
+    /// they were skipped). The loop removes these keys once it has read them.
+    async fn on_tool_calls(
+        &self,
+        state: &str,
+        calls: &[AgentToolCall],
+        context: &mut Context,
+    ) -> Result<(), HookError> {
+        let _ = (state, calls, context);
+        Ok(())
+    }
+
+    /// A tool call of a tool loop finished (or was refused). The hook may set, in the context,
+    /// `_abort_tool_loop: true` or `_steering_messages: [{role, content}, …]`, messages added
+    /// to the conversation before the next model turn.
+    async fn on_tool_result(
+        &self,
+        state: &str,
+        result: &ToolCallResult,
+        context: &mut Context,
+    ) -> Result<(), HookError> {
+        let _ = (state, result, context);
+        Ok(())
     }
 }

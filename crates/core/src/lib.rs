@@ -11,7 +11,7 @@
 //! - one **trait per runtime interface** of the spec (`flatagents-runtime`), each object safe:
 //!   [`ExecutionLock`], [`PersistenceBackend`], [`ResultBackend`], [`RegistrationBackend`],
 //!   [`WorkBackend`]/[`WorkPool`], [`AgentExecutor`], [`AgentAdapter`], [`ExecutionType`],
-//!   [`MachineHooks`], [`MachineInvoker`], [`LlmBackend`] and [`RunObserver`];
+//!   [`MachineHooks`], [`MachineInvoker`], [`LlmBackend`], [`RunObserver`] and [`ToolProvider`];
 //! - the shared [`Error`] that every backend maps its driver errors into.
 //!
 //! Every trait's rustdoc has a **Contract** section: what each implementation must guarantee.
@@ -33,10 +33,11 @@ pub mod persistence;
 pub mod results;
 pub mod schema;
 pub mod snapshot;
+pub mod tools;
 mod worker_filter;
 
 pub use agent::{
-    AdapterContext, AgentAdapter, AgentError, AgentExecutor, AgentResult, AgentToolCall,
+    AdapterContext, AgentAdapter, AgentError, AgentExecutor, AgentResult, AgentToolCall, AgentTurn,
     ExecutionType,
 };
 pub use config::{
@@ -57,6 +58,7 @@ pub use observe::{RunEvent, RunObserver};
 pub use persistence::{PersistenceBackend, validate_key, validate_prefix};
 pub use results::{ReadOptions, ResultBackend, ResultUri, result_uri};
 pub use snapshot::{CheckpointEvent, LaunchIntent, MachineSnapshot};
+pub use tools::{ToolCallId, ToolCallResult, ToolError, ToolOutcome, ToolProvider, ToolRequest};
 pub use worker_filter::{heartbeat_older_than, parse_timestamp};
 
 /// The spec version this runtime implements.
@@ -88,5 +90,6 @@ mod tests {
         shareable::<dyn MachineInvoker>(None);
         shareable::<dyn LlmBackend>(None);
         shareable::<dyn RunObserver>(None);
+        shareable::<dyn ToolProvider>(None);
     }
 }

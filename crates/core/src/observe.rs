@@ -169,6 +169,21 @@ pub enum RunEvent<'a> {
         /// The error type of that attempt.
         error_type: &'a str,
     },
+    /// A tool loop's tool call finished, failed, timed out or was refused.
+    ToolCalled {
+        /// The execution.
+        execution: ExecutionRef<'a>,
+        /// The state running the loop.
+        state: &'a str,
+        /// The tool's name.
+        tool: &'a str,
+        /// The call's stable id.
+        call: &'a crate::ToolCallId,
+        /// How long the call took (zero when it was refused without running).
+        elapsed: Duration,
+        /// Whether the model was given an error.
+        is_error: bool,
+    },
     /// A state started child machines (`machine: [..]` or `foreach`) and waits for them.
     FanOutStarted {
         /// The parent execution.
@@ -223,6 +238,7 @@ impl RunEvent<'_> {
             RunEvent::StateFinished { .. } => "state_finished",
             RunEvent::AgentCalled { .. } => "agent_called",
             RunEvent::AgentRetry { .. } => "agent_retry",
+            RunEvent::ToolCalled { .. } => "tool_called",
             RunEvent::FanOutStarted { .. } => "fan_out_started",
             RunEvent::ChildFinished { .. } => "child_finished",
             RunEvent::CheckpointWritten { .. } => "checkpoint_written",

@@ -8,14 +8,15 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 use flatmachines_core::config::{
-    MachineConfig, MachineTarget, OnError, StateDefinition, StateKind, closest,
+    Guardrail, MachineConfig, MachineTarget, OnError, StateDefinition, StateKind, ToolLoopOptions,
+    closest,
 };
 use flatmachines_core::{CheckpointEvent, ConfigError, ConfigWarning};
 use flatmachines_expr::{Expression, ExpressionEngine};
 
 use crate::definition::{
-    AgentCall, CheckpointPolicy, ChildRef, Children, Launch, MachineDef, MachineId, OnErrorDef,
-    StateDef, TransitionDef,
+    AgentCall, CheckpointPolicy, ChildRef, Children, GuardrailDef, Launch, MachineDef, MachineId,
+    OnErrorDef, StateDef, ToolLoopDef, TransitionDef,
 };
 use crate::template::{TemplateEngine, TemplateTree};
 
@@ -268,10 +269,21 @@ impl Compiler<'_> {
                         suggestion: closest(agent, config.data.agents.keys().map(String::as_str)),
                     });
                 }
+                let tool_loop = match state.tool_loop.as_ref().and_then(|t| t.options()) {
+                    Some(options) => Some(self.tool_loop(&options, &at("tool_loop"))?),
+                    None => None,
+                };
+                if tool_loop.is_some() && state.execution.is_some() {
+                    self.warn(
+                        at("execution"),
+                        "has no effect in a `tool_loop` state: each model turn is one call",
+                    );
+                }
                 Some(AgentCall {
                     name: agent.clone(),
                     input: self.tree_map(input, &at("input"))?,
                     execution: state.execution.clone().unwrap_or_default(),
+                    tool_loop,
                 })
             }
         };
@@ -318,11 +330,11 @@ impl Compiler<'_> {
                 "the state is not final and has no transitions: a run that reaches it fails with NoTransition",
             );
         }
-        if state.tool_loop.is_some() || state.sampling.is_some() {
-            self.warn(
-                format!("data.states.{name}"),
-                "`tool_loop` and `sampling` are reserved by the spec and have no effect",
-            );
+        if state.agent.is_none() && state.tool_loop.is_some() {
+            self.warn(at("tool_loop"), "has no effect without `agent`");
+        }
+        if state.sampling.is_some() {
+            self.warn(at("sampling"), "is reserved by the spec and has no effect");
         }
 
         Ok(StateDef {
@@ -471,6 +483,54 @@ impl Compiler<'_> {
                 }))
             }
         }
+    }
+
+    /// Compiles `tool_loop`'s guardrails: numbers at least 0, or templates.
+    fn tool_loop(
+        &mut self,
+        options: &ToolLoopOptions,
+        location: &str,
+    ) -> Result<ToolLoopDef, ConfigError> {
+        let mut guardrail = |field: &str, value: &Option<Guardrail>| -> Result<_, ConfigError> {
+            let at = format!("{location}.{field}");
+            match value {
+                None => Ok(None),
+                Some(Guardrail::Number(n)) if n.is_finite() && *n >= 0.0 => {
+                    Ok(Some(GuardrailDef::Number(*n)))
+                }
+                Some(Guardrail::Number(n)) => Err(self.invalid(
+                    at,
+                    format!("expected a number at least 0 (0: no bound), got {n}"),
+                )),
+                Some(Guardrail::Template(source)) => Ok(Some(GuardrailDef::Template {
+                    source: source.clone(),
+                    template: self.template(source, &at)?,
+                })),
+            }
+        };
+        let max_tool_calls = guardrail("max_tool_calls", &options.max_tool_calls)?;
+        let max_turns = guardrail("max_turns", &options.max_turns)?;
+        let tool_timeout = guardrail("tool_timeout", &options.tool_timeout)?;
+        let total_timeout = guardrail("total_timeout", &options.total_timeout)?;
+        let max_cost = guardrail("max_cost", &options.max_cost)?;
+        let denied_tools = options.denied_tools.clone().unwrap_or_default();
+        if let Some(allowed) = &options.allowed_tools
+            && allowed.iter().all(|tool| denied_tools.contains(tool))
+        {
+            self.warn(
+                format!("{location}.allowed_tools"),
+                "every allowed tool is also denied (or none is allowed): the model is offered no tool",
+            );
+        }
+        Ok(ToolLoopDef {
+            max_tool_calls,
+            max_turns,
+            tool_timeout,
+            total_timeout,
+            max_cost,
+            allowed_tools: options.allowed_tools.clone(),
+            denied_tools,
+        })
     }
 
     fn checkpoint_policy(&mut self, config: &MachineConfig) -> CheckpointPolicy {

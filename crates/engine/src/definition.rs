@@ -156,12 +156,44 @@ pub(crate) enum Children {
     },
 }
 
-/// `agent` + `input` + `execution`.
+/// `agent` + `input` + `execution` + `tool_loop`.
 #[derive(Debug)]
 pub(crate) struct AgentCall {
     pub(crate) name: String,
     pub(crate) input: TemplateTree,
     pub(crate) execution: ExecutionConfig,
+    pub(crate) tool_loop: Option<ToolLoopDef>,
+}
+
+/// A compiled `tool_loop`: its guardrails (rendered when the loop starts) and tool lists.
+#[derive(Debug, Default)]
+pub(crate) struct ToolLoopDef {
+    pub(crate) max_tool_calls: Option<GuardrailDef>,
+    pub(crate) max_turns: Option<GuardrailDef>,
+    pub(crate) tool_timeout: Option<GuardrailDef>,
+    pub(crate) total_timeout: Option<GuardrailDef>,
+    pub(crate) max_cost: Option<GuardrailDef>,
+    /// Only these tools, when given.
+    pub(crate) allowed_tools: Option<Vec<String>>,
+    pub(crate) denied_tools: Vec<String>,
+}
+
+impl ToolLoopDef {
+    /// Whether the lists let the loop offer and call `tool`.
+    pub(crate) fn permits(&self, tool: &str) -> bool {
+        !self.denied_tools.iter().any(|t| t == tool)
+            && self
+                .allowed_tools
+                .as_ref()
+                .is_none_or(|allowed| allowed.iter().any(|t| t == tool))
+    }
+}
+
+/// A guardrail: a number, or a template rendering to one.
+#[derive(Debug)]
+pub(crate) enum GuardrailDef {
+    Number(f64),
+    Template { source: String, template: Template },
 }
 
 /// One compiled transition.

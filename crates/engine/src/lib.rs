@@ -33,6 +33,7 @@ mod provider;
 mod run;
 mod runtime;
 mod template;
+mod tools;
 pub mod validate;
 
 pub use agents::FnAgent;
@@ -42,6 +43,7 @@ pub use machine::Machine;
 pub use provider::{BackendProvider, BackendRequest};
 pub use run::{ResumeFailure, RunOptions, RunOutcome, RunStatus, new_execution_id};
 pub use runtime::{DEFAULT_MAX_STEPS, Runner, Runtime, RuntimeBuilder};
+pub use tools::ToolSet;
 
 /// `value` as one line of JSON with the separators of Python's `json.dumps` (`", "` and
 /// `": "`), the way templates print collections and the CLI prints outputs.

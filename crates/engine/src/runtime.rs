@@ -10,6 +10,7 @@ use serde_json::Value;
 use flatmachines_core::{
     AdapterContext, AgentAdapter, AgentExecutor, ConfigError, ExecutionLock, ExecutionType,
     JsonMap, MachineHooks, MachineInvoker, PersistenceBackend, ResultBackend, RunObserver,
+    ToolCallId, ToolProvider,
 };
 use flatmachines_memory::{MemoryBackend, MemoryResultBackend};
 
@@ -21,6 +22,7 @@ use crate::machine::Machine;
 use crate::observe::Observers;
 use crate::provider::BackendProvider;
 use crate::run::{self, RunOptions, RunOutcome};
+use crate::tools::{ToolProviders, ToolSet};
 
 /// The step limit of a run when neither the caller nor `settings.max_steps` sets one.
 pub const DEFAULT_MAX_STEPS: u64 = 1000;
@@ -41,6 +43,8 @@ pub struct RuntimeBuilder {
     provider: Option<Arc<dyn BackendProvider>>,
     observers: Vec<Arc<dyn RunObserver>>,
     keep_snapshots: Option<u64>,
+    tool_providers: Vec<Arc<dyn ToolProvider>>,
+    tools: ToolSet,
 }
 
 impl RuntimeBuilder {
@@ -118,6 +122,33 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Adds a provider of tools for `tool_loop` states. Providers are asked in the order they
+    /// were added (tools added with [`RuntimeBuilder::tool`] come last); the first that serves
+    /// a name serves it, and a provider's tool replaces an agent's `data.tools` entry of the
+    /// same name.
+    pub fn tool_provider(mut self, provider: Arc<dyn ToolProvider>) -> Self {
+        self.tool_providers.push(provider);
+        self
+    }
+
+    /// Adds one tool for `tool_loop` states, served by the async closure `call` (see
+    /// [`ToolSet::tool`]).
+    pub fn tool<F, Fut, E>(
+        mut self,
+        name: &str,
+        description: &str,
+        parameters: Value,
+        call: F,
+    ) -> Self
+    where
+        F: Fn(Value, ToolCallId) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Value, E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        self.tools = self.tools.tool(name, description, parameters, call);
+        self
+    }
+
     /// Serves every agent called `name` (in any machine) with `executor`.
     pub fn agent(mut self, name: &str, executor: Arc<dyn AgentExecutor>) -> Self {
         self.agents.insert(name.to_owned(), executor);
@@ -172,6 +203,13 @@ impl RuntimeBuilder {
                 profiles_file: self.profiles_file,
                 provider: self.provider,
                 observers: Observers::new(self.observers),
+                tools: {
+                    let mut providers = self.tool_providers;
+                    if !self.tools.is_empty() {
+                        providers.push(Arc::new(self.tools));
+                    }
+                    ToolProviders(providers)
+                },
             }),
         }
     }
@@ -195,6 +233,7 @@ pub(crate) struct RuntimeInner {
     pub(crate) profiles_file: Option<PathBuf>,
     pub(crate) provider: Option<Arc<dyn BackendProvider>>,
     pub(crate) observers: Observers,
+    pub(crate) tools: ToolProviders,
 }
 
 /// The backends, agents, hooks and execution types machines run with. Cheap to clone.
@@ -267,6 +306,7 @@ impl Runtime {
                 invoker: self.inner.invoker.clone(),
                 machines: bound,
                 observers: self.inner.observers.clone(),
+                tools: self.inner.tools.clone(),
             }),
         })
     }
@@ -338,6 +378,16 @@ impl Runtime {
                         location: format!("data.states.{}.execution", state.name),
                         message,
                     })?;
+            if call.tool_loop.is_some() && !executor.supports_tool_loop() {
+                return Err(unsupported(
+                    definition,
+                    &format!("data.states.{}.tool_loop", state.name),
+                    format!(
+                        "agent `{}` cannot run in a tool loop: its executor does not implement `execute_turn`; remove `tool_loop` or serve the agent with one that does (flatagent agents do)",
+                        call.name
+                    ),
+                ));
+            }
             agents.push(Some(BoundAgent { executor, strategy }));
         }
         Ok(BoundMachine { hooks, agents })
@@ -424,6 +474,8 @@ pub(crate) struct Prepared {
     pub(crate) invoker: Option<Arc<dyn MachineInvoker>>,
     pub(crate) machines: Vec<BoundMachine>,
     pub(crate) observers: Observers,
+    /// The tools `tool_loop` states may call.
+    pub(crate) tools: ToolProviders,
 }
 
 /// A machine bound to a runtime, ready to run any number of times. Cheap to clone.

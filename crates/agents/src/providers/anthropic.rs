@@ -47,6 +47,9 @@ pub(super) fn body(settings: &ModelSettings, request: &ChatRequest<'_>) -> Value
             "tools".into(),
             Value::Array(tools.iter().map(convert_tool).collect()),
         );
+        if request.answer_only {
+            body.insert("tool_choice".into(), json!({"type": "none"}));
+        }
     }
     if settings.stream {
         body.insert("stream".into(), Value::Bool(true));

@@ -30,6 +30,9 @@ pub(crate) struct ChatRequest<'a> {
     /// Overrides the configured `max_tokens`.
     pub(crate) max_tokens: Option<u64>,
     pub(crate) tools: Option<&'a [ToolDefinition]>,
+    /// The tools are there for the conversation's sake (it holds calls to them), but the
+    /// model must answer in text (`tool_choice: none`).
+    pub(crate) answer_only: bool,
 }
 
 impl<'a> ChatRequest<'a> {
@@ -40,6 +43,7 @@ impl<'a> ChatRequest<'a> {
             temperature: None,
             max_tokens: None,
             tools: None,
+            answer_only: false,
         }
     }
 }

@@ -63,6 +63,9 @@ pub(super) fn body(settings: &ModelSettings, request: &ChatRequest<'_>) -> Value
             "tools".into(),
             serde_json::to_value(tools).unwrap_or(Value::Array(Vec::new())),
         );
+        if request.answer_only {
+            body.insert("tool_choice".into(), Value::from("none"));
+        }
     }
     if settings.stream {
         body.insert("stream".into(), Value::Bool(true));

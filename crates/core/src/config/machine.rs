@@ -214,9 +214,9 @@ pub struct StateDefinition {
     #[serde(default, deserialize_with = "nullable")]
     #[schemars(with = "Option<Vec<Transition>>")]
     pub transitions: Vec<Transition>,
-    /// Reserved by the spec; has no effect.
+    /// Runs the agent in a machine-driven tool loop: `true`, or its guardrails.
     #[serde(default)]
-    pub tool_loop: Option<bool>,
+    pub tool_loop: Option<ToolLoopSetting>,
     /// Reserved by the spec; has no effect.
     #[serde(default)]
     pub sampling: Option<String>,
@@ -271,6 +271,83 @@ impl StateDefinition {
     pub fn is_final(&self) -> bool {
         self.kind == Some(StateKind::Final)
     }
+}
+
+/// A state's `tool_loop`: `true` (no guardrails), `false` (no loop), or the guardrails.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ToolLoopSetting {
+    /// `true` or `false`.
+    Enabled(bool),
+    /// The loop's guardrails.
+    Options(ToolLoopOptions),
+}
+
+// By hand rather than `untagged`, so that a misspelt guardrail is named in the error instead
+// of "did not match any variant".
+impl<'de> Deserialize<'de> for ToolLoopSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match Value::deserialize(deserializer)? {
+            Value::Bool(on) => Ok(ToolLoopSetting::Enabled(on)),
+            value @ Value::Object(_) => ToolLoopOptions::deserialize(value)
+                .map(ToolLoopSetting::Options)
+                .map_err(D::Error::custom),
+            other => Err(D::Error::custom(format!(
+                "expected `true`, `false` or a mapping of guardrails, found {}",
+                super::describe(&other)
+            ))),
+        }
+    }
+}
+
+impl ToolLoopSetting {
+    /// The guardrails, when the loop is on.
+    pub fn options(&self) -> Option<ToolLoopOptions> {
+        match self {
+            ToolLoopSetting::Enabled(false) => None,
+            ToolLoopSetting::Enabled(true) => Some(ToolLoopOptions::default()),
+            ToolLoopSetting::Options(options) => Some(options.clone()),
+        }
+    }
+}
+
+/// The guardrails of a tool loop. The numbers may be templates (`"{{ context.budget }}"`),
+/// rendered when the loop starts; 0 or absent means no bound.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolLoopOptions {
+    /// The most tool calls the loop makes; a turn asking for more ends it (`max_tool_calls`).
+    #[serde(default)]
+    pub max_tool_calls: Option<Guardrail>,
+    /// The most model turns (`max_turns`).
+    #[serde(default)]
+    pub max_turns: Option<Guardrail>,
+    /// Only these tools are offered and may be called.
+    #[serde(default)]
+    pub allowed_tools: Option<Vec<String>>,
+    /// These tools are never offered, and calls to them are refused.
+    #[serde(default)]
+    pub denied_tools: Option<Vec<String>>,
+    /// Seconds one tool call may take; a slower call is a tool error the model reads.
+    #[serde(default)]
+    pub tool_timeout: Option<Guardrail>,
+    /// Seconds the whole loop may take, checked before each model turn (`timeout`).
+    #[serde(default)]
+    pub total_timeout: Option<Guardrail>,
+    /// The most the loop's model turns may cost, checked before each turn (`cost_limit`).
+    #[serde(default)]
+    pub max_cost: Option<Guardrail>,
+}
+
+/// A number, or a template rendering to one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Guardrail {
+    /// A number.
+    Number(f64),
+    /// A template rendered against the context when the loop starts.
+    Template(String),
 }
 
 /// One transition.

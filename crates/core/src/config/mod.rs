@@ -32,9 +32,9 @@ pub use agent::{
 };
 pub use error::{ConfigError, ConfigWarning, closest};
 pub use machine::{
-    BackendConfig, ExecutionConfig, HooksConfig, MachineConfig, MachineData, MachineEntry,
-    MachineRef, MachineSettings, MachineTarget, Mode, OnError, OneOrMany, PersistenceConfig,
-    StateDefinition, StateKind, Transition,
+    BackendConfig, ExecutionConfig, Guardrail, HooksConfig, MachineConfig, MachineData,
+    MachineEntry, MachineRef, MachineSettings, MachineTarget, Mode, OnError, OneOrMany,
+    PersistenceConfig, StateDefinition, StateKind, ToolLoopOptions, ToolLoopSetting, Transition,
 };
 pub use profiles::{ProfilesConfig, ProfilesData};
 

@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use flatmachines_core::hooks::HookError;
-use flatmachines_core::{Context, JsonMap, MachineHooks, StateError};
+use flatmachines_core::{
+    AgentToolCall, Context, JsonMap, MachineHooks, StateError, ToolCallResult,
+};
 
 use super::HookRegistry;
 
@@ -121,5 +123,29 @@ impl MachineHooks for CompositeHooks {
             handled |= hook.on_action(action, context).await?;
         }
         Ok(handled)
+    }
+
+    async fn on_tool_calls(
+        &self,
+        state: &str,
+        calls: &[AgentToolCall],
+        context: &mut Context,
+    ) -> Result<(), HookError> {
+        for hook in &self.hooks {
+            hook.on_tool_calls(state, calls, context).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_tool_result(
+        &self,
+        state: &str,
+        result: &ToolCallResult,
+        context: &mut Context,
+    ) -> Result<(), HookError> {
+        for hook in &self.hooks {
+            hook.on_tool_result(state, result, context).await?;
+        }
+        Ok(())
     }
 }

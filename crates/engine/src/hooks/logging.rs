@@ -111,4 +111,36 @@ impl MachineHooks for LoggingHooks {
         self.log(format_args!("error in state {state}: {error}"));
         Ok(None)
     }
+
+    async fn on_tool_calls(
+        &self,
+        state: &str,
+        calls: &[flatmachines_core::AgentToolCall],
+        _context: &mut Context,
+    ) -> Result<(), HookError> {
+        let names = calls.iter().map(|c| c.name.as_str()).collect::<Vec<_>>();
+        self.log(format_args!(
+            "tool calls in state {state}: {}",
+            names.join(", ")
+        ));
+        Ok(())
+    }
+
+    async fn on_tool_result(
+        &self,
+        state: &str,
+        result: &flatmachines_core::ToolCallResult,
+        _context: &mut Context,
+    ) -> Result<(), HookError> {
+        let outcome = if result.is_error {
+            "failed"
+        } else {
+            "returned"
+        };
+        self.log(format_args!(
+            "tool {} in state {state} {outcome}",
+            result.name
+        ));
+        Ok(())
+    }
 }

@@ -10,6 +10,7 @@ mod resume;
 mod state;
 mod step_loop;
 mod telemetry;
+mod tool_loop;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -235,6 +236,9 @@ pub(crate) struct Execution {
     resumed: bool,
     /// What a fresh start does with checkpoints already under its id.
     existing: Existing,
+    /// The state a tool loop's conditional transition chose mid-loop, taken by the step loop
+    /// instead of evaluating the transitions again.
+    loop_next: Option<usize>,
 }
 
 impl Execution {
@@ -295,6 +299,7 @@ impl Execution {
             checkpoints,
             resumed,
             existing,
+            loop_next: None,
         }
     }
 

@@ -20,7 +20,7 @@ pub(crate) fn template_error(error: RenderError) -> StateError {
     )
 }
 
-fn agent_error(agent: &str, error: AgentError) -> StateError {
+pub(super) fn agent_error(agent: &str, error: AgentError) -> StateError {
     StateError {
         error_type: error.error_type,
         message: format!("agent `{agent}` failed: {}", error.message),
@@ -71,7 +71,9 @@ impl Execution {
         }
 
         if let Some(call) = &state.agent {
-            let Some(bound) = self.prepared.machines[self.machine]
+            // Owned, so that the tool loop may borrow the execution mutably.
+            let prepared = Arc::clone(&self.prepared);
+            let Some(bound) = prepared.machines[self.machine]
                 .agents
                 .get(index)
                 .and_then(Option::as_ref)
@@ -82,6 +84,23 @@ impl Execution {
                 )
                 .into());
             };
+            if let Some(looped) = &call.tool_loop {
+                let result = self
+                    .run_tool_loop(
+                        super::tool_loop::LoopSite {
+                            definition,
+                            index,
+                            step,
+                            call,
+                            bound,
+                        },
+                        looped,
+                        context,
+                    )
+                    .await?;
+                self.apply_output(state, &result, context)?;
+                return Ok(Some(result));
+            }
             let input = call
                 .input
                 .render_map(&self.set.templates, &Vars::state(context.shared()))

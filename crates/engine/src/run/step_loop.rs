@@ -261,7 +261,10 @@ impl Execution {
         output: Option<&Value>,
         hooks: Option<&Arc<dyn MachineHooks>>,
     ) -> Result<usize, StateError> {
-        let next = self.next_state(definition, current, context, output)?;
+        let next = match self.loop_next.take() {
+            Some(chosen) => chosen,
+            None => self.next_state(definition, current, context, output)?,
+        };
         let Some(hooks) = hooks else {
             return Ok(next);
         };

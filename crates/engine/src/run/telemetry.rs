@@ -23,7 +23,7 @@ use crate::observe::AgentCallScope;
 
 impl Execution {
     /// Where this execution is, for observer events.
-    fn execution_ref<'a>(&'a self, definition: &'a MachineDef) -> ExecutionRef<'a> {
+    pub(super) fn execution_ref<'a>(&'a self, definition: &'a MachineDef) -> ExecutionRef<'a> {
         ExecutionRef {
             execution_id: &self.id,
             parent_execution_id: self.parent_id.as_deref(),
