@@ -1,5 +1,6 @@
 //! Live progress on stderr while `flatmachines run` runs: the current state and step, the
-//! progress of fan-outs (done/total, failures), and agent calls, tokens and cost so far.
+//! progress of fan-outs (done/total, failures), and agent calls, tool calls, tokens and cost
+//! so far.
 //!
 //! It is drawn only when stderr is a terminal and `--quiet` is not given. It hears the run
 //! through a run observer (`RuntimeBuilder::observer`) rather than through machine hooks:
@@ -84,6 +85,9 @@ struct Shown {
     state: String,
     step: u64,
     agent_calls: u64,
+    tool_calls: u64,
+    /// The last tool called, and whether it failed.
+    last_tool: Option<(String, bool)>,
     tokens: u64,
     cost: f64,
     /// By parent execution id and state.
@@ -103,6 +107,19 @@ impl Shown {
                 self.agent_calls,
                 if self.agent_calls == 1 { "" } else { "s" }
             ));
+        }
+        if self.tool_calls > 0 {
+            line.push_str(&format!(
+                " · {} tool call{}",
+                self.tool_calls,
+                if self.tool_calls == 1 { "" } else { "s" }
+            ));
+            if let Some((tool, failed)) = &self.last_tool {
+                line.push_str(&format!(
+                    " (last: {tool}{})",
+                    if *failed { ", failed" } else { "" }
+                ));
+            }
         }
         if self.tokens > 0 {
             line.push_str(&format!(" · {} tokens", grouped(self.tokens)));
@@ -191,6 +208,10 @@ impl RunObserver for ProgressObserver {
                 if cost.is_finite() && cost > 0.0 {
                     shown.cost += cost;
                 }
+            }
+            RunEvent::ToolCalled { tool, is_error, .. } => {
+                shown.tool_calls += 1;
+                shown.last_tool = Some((tool.to_owned(), is_error));
             }
             RunEvent::FanOutStarted {
                 execution,
@@ -286,6 +307,12 @@ mod tests {
         assert_eq!(
             shown.headline(),
             "report · step 3 · fan_out · 12 agent calls · 34,567 tokens · $0.0123"
+        );
+        shown.tool_calls = 2;
+        shown.last_tool = Some(("search".into(), true));
+        assert_eq!(
+            shown.headline(),
+            "report · step 3 · fan_out · 12 agent calls · 2 tool calls (last: search, failed) · 34,567 tokens · $0.0123"
         );
     }
 }

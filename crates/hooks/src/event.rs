@@ -5,7 +5,7 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::Value;
 
-use flatmachines_core::JsonMap;
+use flatmachines_core::{AgentToolCall, JsonMap, ToolCallResult};
 
 /// One hook event, serialized as the reference's webhook payload: `{"event": "<name>", …}`
 /// followed by the event's fields, in the reference's order.
@@ -19,6 +19,8 @@ use flatmachines_core::JsonMap;
 /// | `transition` | `from`, `to`, `context` |
 /// | `error` | `state`, `error` (the message), `error_type`, `context` |
 /// | `action` | `action`, `context` |
+/// | `tool_calls` | `state`, `tool_calls` (`[{id, name, arguments}]`), `context` |
+/// | `tool_result` | `state`, `tool_result` (`{tool_call_id, name, arguments, content, is_error}`), `context` |
 #[derive(Debug, Clone, Copy, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum HookEvent<'a> {
@@ -77,6 +79,24 @@ pub enum HookEvent<'a> {
         /// The context.
         context: &'a JsonMap,
     },
+    /// A tool loop's model turn asked for tools, before any runs.
+    ToolCalls {
+        /// The state running the loop.
+        state: &'a str,
+        /// The calls asked for.
+        tool_calls: &'a [AgentToolCall],
+        /// The context.
+        context: &'a JsonMap,
+    },
+    /// A tool loop's tool call finished (or was refused).
+    ToolResult {
+        /// The state running the loop.
+        state: &'a str,
+        /// The call and what it gave back.
+        tool_result: &'a ToolCallResult,
+        /// The context.
+        context: &'a JsonMap,
+    },
 }
 
 impl HookEvent<'_> {
@@ -90,11 +110,13 @@ impl HookEvent<'_> {
             HookEvent::Transition { .. } => EventKind::Transition,
             HookEvent::Error { .. } => EventKind::Error,
             HookEvent::Action { .. } => EventKind::Action,
+            HookEvent::ToolCalls { .. } => EventKind::ToolCalls,
+            HookEvent::ToolResult { .. } => EventKind::ToolResult,
         }
     }
 }
 
-/// The seven kinds of hook event.
+/// The nine kinds of hook event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
     /// `machine_start`.
@@ -111,14 +133,20 @@ pub enum EventKind {
     Error,
     /// `action`.
     Action,
+    /// `tool_calls`.
+    ToolCalls,
+    /// `tool_result`.
+    ToolResult,
 }
 
 impl EventKind {
     /// Every kind, in the order an execution meets them.
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::MachineStart,
         EventKind::StateEnter,
         EventKind::Action,
+        EventKind::ToolCalls,
+        EventKind::ToolResult,
         EventKind::StateExit,
         EventKind::Transition,
         EventKind::Error,
@@ -135,6 +163,8 @@ impl EventKind {
             EventKind::Transition => "transition",
             EventKind::Error => "error",
             EventKind::Action => "action",
+            EventKind::ToolCalls => "tool_calls",
+            EventKind::ToolResult => "tool_result",
         }
     }
 
@@ -143,8 +173,8 @@ impl EventKind {
         EventKind::ALL.into_iter().find(|kind| kind.name() == name)
     }
 
-    const fn bit(self) -> u8 {
-        1 << self as u8
+    const fn bit(self) -> u16 {
+        1 << self as u16
     }
 }
 
@@ -156,11 +186,11 @@ impl fmt::Display for EventKind {
 
 /// A set of event kinds: the events a hook is sent.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct EventSet(u8);
+pub struct EventSet(u16);
 
 impl EventSet {
     /// Every event.
-    pub const ALL: EventSet = EventSet(0b111_1111);
+    pub const ALL: EventSet = EventSet(0b1_1111_1111);
 
     /// No event.
     pub const NONE: EventSet = EventSet(0);

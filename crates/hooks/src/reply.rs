@@ -8,6 +8,7 @@
 //! | `recovery_state` | string or null | recovers an `error` in that state |
 //! | `handled` | boolean | whether an `action` was handled (default: true) |
 //! | `hook_error` | string | the hook failed: the state (or run) fails with `HookError` |
+//! | `_abort_tool_loop`, `_skip_tools`, `_steering_messages` | any | set in the context (`tool_calls`, `tool_result`), as a shorthand for a whole `context` |
 
 use serde_json::Value;
 
@@ -77,6 +78,13 @@ impl Reply {
             Some(Value::String(name)) if !name.is_empty() => Ok(Some(name.clone())),
             Some(other) => Err(Self::problem(field, "a state name", other)),
         }
+    }
+
+    /// The tool loop's reply keys the reply sets at its top level, in order.
+    pub(crate) fn loop_keys(&self) -> impl Iterator<Item = (&'static str, &Value)> {
+        ["_abort_tool_loop", "_skip_tools", "_steering_messages"]
+            .into_iter()
+            .filter_map(|key| self.0.get(key).map(|value| (key, value)))
     }
 
     /// Whether the hook handled an action (default: it did).

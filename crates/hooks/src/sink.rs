@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use flatmachines_core::hooks::HookError;
-use flatmachines_core::{Context, JsonMap, MachineHooks, StateError};
+use flatmachines_core::{
+    AgentToolCall, Context, JsonMap, MachineHooks, StateError, ToolCallResult,
+};
 
 use crate::error::DeliveryError;
 use crate::event::{EventSet, HookEvent};
@@ -140,6 +142,24 @@ impl<S: EventSink> EventHooks<S> {
         Ok(())
     }
 
+    /// Applies a tool loop event's reply: its `context`, then its loop keys.
+    fn apply_loop_reply(
+        &self,
+        reply: &Reply,
+        event: &'static str,
+        context: &mut Context,
+    ) -> Result<(), HookError> {
+        self.apply_context(reply, event, context)?;
+        let mut keys = reply.loop_keys().peekable();
+        if keys.peek().is_some() {
+            let map = context.make_mut();
+            for (key, value) in keys {
+                map.insert(key.to_owned(), value.clone());
+            }
+        }
+        Ok(())
+    }
+
     /// Reads a state name from the reply.
     fn reply_state(
         &self,
@@ -250,6 +270,40 @@ impl<S: EventSink> MachineHooks for EventHooks<S> {
         };
         self.apply_context(&reply, "error", context)?;
         self.reply_state(&reply, "error", "recovery_state")
+    }
+
+    async fn on_tool_calls(
+        &self,
+        state: &str,
+        calls: &[AgentToolCall],
+        context: &mut Context,
+    ) -> Result<(), HookError> {
+        let event = HookEvent::ToolCalls {
+            state,
+            tool_calls: calls,
+            context: context.as_map(),
+        };
+        if let Some(reply) = self.exchange(event).await? {
+            self.apply_loop_reply(&reply, "tool_calls", context)?;
+        }
+        Ok(())
+    }
+
+    async fn on_tool_result(
+        &self,
+        state: &str,
+        result: &ToolCallResult,
+        context: &mut Context,
+    ) -> Result<(), HookError> {
+        let event = HookEvent::ToolResult {
+            state,
+            tool_result: result,
+            context: context.as_map(),
+        };
+        if let Some(reply) = self.exchange(event).await? {
+            self.apply_loop_reply(&reply, "tool_result", context)?;
+        }
+        Ok(())
     }
 
     async fn on_action(&self, action: &str, context: &mut Context) -> Result<bool, HookError> {

@@ -418,6 +418,46 @@ fn explain(error: &jsonschema::ValidationError<'_>) -> Vec<(String, String)> {
         if let [only] = meaningful.as_slice() {
             return only.iter().flat_map(explain).collect();
         }
+        let own = error.instance_path().to_string().len();
+        // A branch that only says "wrong type" here is one the value was never meant for
+        // (`true` or a mapping, given a mapping): the branch the value fits explains it.
+        let wrong_type = |branch: &Vec<jsonschema::ValidationError<'static>>| {
+            branch.iter().all(|e| {
+                matches!(e.kind(), ValidationErrorKind::Type { .. })
+                    && e.instance_path().to_string().len() == own
+            })
+        };
+        let (mistyped, fitting): (Vec<_>, Vec<_>) = meaningful
+            .iter()
+            .copied()
+            .partition(|branch| wrong_type(branch));
+        if let [only] = fitting.as_slice() {
+            return only.iter().flat_map(explain).collect();
+        }
+        if fitting.is_empty() && !mistyped.is_empty() {
+            let mut expected = Vec::new();
+            for e in mistyped.iter().flat_map(|branch| branch.iter()) {
+                if let ValidationErrorKind::Type { kind } = e.kind() {
+                    let names: Vec<String> = match kind {
+                        TypeKind::Single(one) => vec![one.to_string()],
+                        TypeKind::Multiple(set) => set.iter().map(|t| t.to_string()).collect(),
+                    };
+                    for name in names {
+                        if name != "null" && !expected.contains(&name) {
+                            expected.push(name);
+                        }
+                    }
+                }
+            }
+            return vec![(
+                error.instance_path().to_string(),
+                format!(
+                    "expected {}, found {}",
+                    expected.join(" or "),
+                    short_json(error.instance())
+                ),
+            )];
+        }
         let depth = |branch: &Vec<jsonschema::ValidationError<'static>>| {
             branch
                 .iter()
@@ -425,7 +465,6 @@ fn explain(error: &jsonschema::ValidationError<'_>) -> Vec<(String, String)> {
                 .max()
                 .unwrap_or(0)
         };
-        let own = error.instance_path().to_string().len();
         if let Some(best) = meaningful.into_iter().max_by_key(|branch| depth(branch))
             && depth(best) > own
         {
