@@ -607,9 +607,9 @@ async fn a_failing_a_slow_and_an_unknown_tool_reach_the_model_as_tool_errors() {
     let sent = bodies(&trip.mock).await;
     let results = trip.model.tool_results(&sent[2]);
     assert_eq!(results.len(), 3);
-    assert_eq!(results[0].1, "Tool `hotels` timed out after 0.1s.");
-    assert_eq!(results[1].1, "Tool `nope` does not exist.");
-    assert_eq!(results[2].1, "Tool `hotels` timed out after 0.1s.");
+    assert_eq!(results[0].1, "Tool 'hotels' timed out after 0.1s");
+    assert_eq!(results[1].1, "Tool 'nope' does not exist.");
+    assert_eq!(results[2].1, "Tool 'hotels' timed out after 0.1s");
 
     let trip = trip_answering(
         OPENAI,
@@ -621,7 +621,7 @@ async fn a_failing_a_slow_and_an_unknown_tool_reach_the_model_as_tool_errors() {
     run(&trip, runtime_with(Duration::ZERO).build()).await;
     let sent = bodies(&trip.mock).await;
     let results = trip.model.tool_results(&sent[1]);
-    assert_eq!(results[0].1, "Tool `hotels` failed: no such city");
+    assert_eq!(results[0].1, "Error executing 'hotels': no such city");
 }
 
 #[tokio::test]
@@ -645,7 +645,7 @@ async fn a_denied_tool_is_never_offered_and_a_call_to_it_is_refused() {
     }
     assert_eq!(
         trip.model.tool_results(&sent[1])[0].1,
-        "Tool `hotels` is not allowed."
+        "Tool 'hotels' is not allowed."
     );
 
     let trip = trip_answering(
@@ -776,7 +776,7 @@ async fn rust_hooks_skip_tools_steer_the_model_and_abort_the_loop() {
         [
             "plan: calls weather,hotels",
             "result weather error=false: sunny in Lisbon",
-            "result hotels error=true: Tool `hotels` was skipped by policy.",
+            "result hotels error=true: Tool 'hotels' was skipped by policy.",
             "plan: calls hotels",
             format!(
                 "result hotels error=false: {{\"hotels\":[\"Tivoli\"],\"call\":\"{}/1/2/0\"}}",
@@ -798,4 +798,61 @@ async fn rust_hooks_skip_tools_steer_the_model_and_abort_the_loop() {
     // The reply keys are consumed: none is left in the context.
     let context = &outcome.output["result"];
     assert!(context.get("_skip_tools").is_none());
+}
+
+#[path = "../../../examples/tools/tools.rs"]
+mod example_tools;
+
+/// `examples/tools` runs its loop with the program's tools, against the scripted model.
+#[tokio::test]
+async fn the_tools_example_plans_a_trip_with_its_tools() {
+    let turns = [
+        Turn::Calls(
+            "",
+            calls(&[
+                ("call_1", "weather", json!({"city": "Lisbon"})),
+                (
+                    "call_2",
+                    "convert",
+                    json!({"amount": 600, "currency": "USD"}),
+                ),
+            ]),
+        ),
+        Turn::Text("Three sunny days in Lisbon; 600 EUR is 648 USD."),
+    ];
+    let (answers, _) = Sequence::new(turns.iter().map(|t| OPENAI.answer(t, 0.0)).collect());
+    let mock = server(OPENAI.path(), answers).await;
+    let dir = Dir::new();
+    let profiles_file = dir.write(
+        "profiles.yml",
+        &profiles(&format!(
+            "provider: openai, name: test-model, base_url: '{}', api_key_env: LOOP_KEY",
+            mock.uri()
+        )),
+    );
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/tools");
+    let machine = Machine::from_file(example.join("machine.yml")).unwrap_or_else(|e| panic!("{e}"));
+    let runtime = example_tools::with_tools(
+        Runtime::builder()
+            .agent_adapter(Arc::new(common::adapter()))
+            .profiles_file(profiles_file),
+    )
+    .build();
+    let outcome = runtime
+        .run(&machine, JsonMap::new(), RunOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        outcome.output,
+        json!({"plan": "Three sunny days in Lisbon; 600 EUR is 648 USD.",
+               "stop": "complete", "tool_calls": 2})
+    );
+    let sent = bodies(&mock).await;
+    assert_eq!(OPENAI.offered(&sent[0]), ["weather", "convert"]);
+    let results = OPENAI.tool_results(&sent[1]);
+    assert_eq!(
+        results[0].1,
+        json!({"city": "Lisbon", "forecast": "sunny, 24 °C"}).to_string()
+    );
+    assert_eq!(results[1].1, "648.0");
 }

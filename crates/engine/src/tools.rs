@@ -127,6 +127,15 @@ pub(crate) struct LoopTools {
 }
 
 impl LoopTools {
+    /// The offered tools no provider serves (the agent declares them), by name.
+    pub(crate) fn unserved(&self) -> impl Iterator<Item = &str> {
+        self.definitions
+            .iter()
+            .zip(&self.servers)
+            .filter(|(_, server)| server.is_none())
+            .filter_map(|(definition, _)| definition.name())
+    }
+
     /// The provider serving `name`: `Ok(None)` when no provider does, `Err` when the loop
     /// does not offer it at all.
     pub(crate) fn server(&self, name: &str) -> Result<Option<&Arc<dyn ToolProvider>>, ()> {

@@ -70,12 +70,13 @@ pub use flatmachines_hooks as remote_hooks;
 pub use flatmachines_hooks::otel as metrics;
 
 pub use flatmachines_core::{
-    AgentError, AgentExecutor, AgentResult, ConfigError, ConfigWarning, Context, JsonMap,
-    MachineHooks, MachineSnapshot, RunEvent, RunObserver, StateError,
+    AgentError, AgentExecutor, AgentResult, AgentToolCall, ConfigError, ConfigWarning, Context,
+    JsonMap, MachineHooks, MachineSnapshot, RunEvent, RunObserver, StateError, ToolCallId,
+    ToolCallResult, ToolError, ToolOutcome, ToolProvider, ToolRequest,
 };
 pub use flatmachines_engine::{
     FnAgent, Machine, ResumeFailure, RunError, RunOptions, RunOutcome, RunStatus, Runner, Runtime,
-    RuntimeBuilder, error_types, hooks, to_json_text,
+    RuntimeBuilder, ToolSet, error_types, hooks, to_json_text,
 };
 
 pub mod backends;

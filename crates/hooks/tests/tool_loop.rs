@@ -155,7 +155,7 @@ data:
             json!({"event": "tool_calls", "names": ["weather", "hotels"], "turn": 1}),
             json!({"event": "tool_result", "name": "weather", "is_error": false, "content": "sunny"}),
             json!({"event": "tool_result", "name": "hotels", "is_error": true,
-                   "content": "Tool `hotels` was skipped by policy."}),
+                   "content": "Tool 'hotels' was skipped by policy."}),
             json!({"event": "tool_calls", "names": ["hotels"], "turn": 2}),
             json!({"event": "tool_result", "name": "hotels", "is_error": false, "content": "Tivoli"}),
             json!({"event": "tool_calls", "names": ["weather"], "turn": 3}),

@@ -129,6 +129,15 @@ impl Execution {
             .prepared
             .tools
             .for_loop(bound.executor.declared_tools(), |tool| looped.permits(tool));
+        let unserved: Vec<&str> = tools.unserved().collect();
+        if !unserved.is_empty() {
+            tracing::warn!(
+                state = %state.name,
+                agent = %call.name,
+                "no tool provider serves {}, which the agent declares: the model is offered them, and its calls to them fail (register tools with RuntimeBuilder::tool or tool_provider)",
+                unserved.join(", ")
+            );
+        }
         // Left by an earlier loop, a stop reason would be read as this loop's.
         context.make_mut().remove("_tool_loop_stop");
         let hooks = self.prepared.machines[self.machine].hooks.clone();
@@ -178,7 +187,7 @@ impl Execution {
                     progress.conversation.push(tool_message(
                         &tool_call.id,
                         format!(
-                            "Tool `{}` was not called: this step may make at most {} tool calls.",
+                            "Tool '{}' was not called: this step may make at most {} tool calls.",
                             tool_call.name, bounds.max_tool_calls
                         ),
                     ));
@@ -209,9 +218,9 @@ impl Execution {
                     .iter()
                     .any(|s| *s == tool_call.id || *s == tool_call.name)
                 {
-                    Some(format!("Tool `{}` was skipped by policy.", tool_call.name))
+                    Some(format!("Tool '{}' was skipped by policy.", tool_call.name))
                 } else if !looped.permits(&tool_call.name) {
-                    Some(format!("Tool `{}` is not allowed.", tool_call.name))
+                    Some(format!("Tool '{}' is not allowed.", tool_call.name))
                 } else {
                     None
                 };
@@ -306,9 +315,14 @@ impl Execution {
         map.insert("_tool_loop_stop".into(), Value::from(stop.as_str()));
         self.loop_next = next;
         let mut output = progress.structured.take().unwrap_or_default();
+        // A turn that only called tools has no text: `null`, as the reference reports it.
         output.insert(
             "content".into(),
-            progress.content.take().map_or(Value::Null, Value::String),
+            progress
+                .content
+                .take()
+                .filter(|text| !text.is_empty())
+                .map_or(Value::Null, Value::String),
         );
         output.insert("_tool_calls_count".into(), Value::from(progress.calls));
         output.insert("_tool_loop_turns".into(), Value::from(progress.turns));
@@ -369,10 +383,10 @@ impl Execution {
             Ok(Some(provider)) => provider,
             Ok(None) => {
                 return ToolOutcome::error(format!(
-                    "Tool `{name}` is declared by the agent but no tool provider serves it."
+                    "Tool '{name}' is declared by the agent but no tool provider serves it."
                 ));
             }
-            Err(()) => return ToolOutcome::error(format!("Tool `{name}` does not exist.")),
+            Err(()) => return ToolOutcome::error(format!("Tool '{name}' does not exist.")),
         };
         let deadline = timeout.map(|limit| Instant::now() + limit);
         let request = ToolRequest {
@@ -394,7 +408,7 @@ impl Execution {
                     Ok(result) => result,
                     Err(_) => {
                         return ToolOutcome::error(format!(
-                            "Tool `{name}` timed out after {}s.",
+                            "Tool '{name}' timed out after {}s",
                             limit.as_secs_f64()
                         ));
                     }
@@ -405,12 +419,12 @@ impl Execution {
         match result {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(ToolError::Unknown(_))) => {
-                ToolOutcome::error(format!("Tool `{name}` does not exist."))
+                ToolOutcome::error(format!("Tool '{name}' does not exist."))
             }
             Ok(Err(ToolError::Failed(message))) => {
-                ToolOutcome::error(format!("Tool `{name}` failed: {message}"))
+                ToolOutcome::error(format!("Error executing '{name}': {message}"))
             }
-            Err(_) => ToolOutcome::error(format!("Tool `{name}` failed: it panicked.")),
+            Err(_) => ToolOutcome::error(format!("Error executing '{name}': the tool panicked")),
         }
     }
 
@@ -596,7 +610,7 @@ fn answer_unmade(conversation: &mut Vec<Message>, calls: &[AgentToolCall]) {
     for call in calls {
         conversation.push(tool_message(
             &call.id,
-            format!("Tool `{}` was not called: the step ended first.", call.name),
+            format!("Tool '{}' was not called: the step ended first.", call.name),
         ));
     }
 }
