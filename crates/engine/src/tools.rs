@@ -31,7 +31,7 @@ type ToolFn = dyn Fn(Value, ToolCallId) -> ToolFuture + Send + Sync;
 ///     |args, _id| async move {
 ///         let a = args["a"].as_f64().ok_or("`a` is not a number")?;
 ///         let b = args["b"].as_f64().ok_or("`b` is not a number")?;
-///         Ok(json!(a + b))
+///         Ok::<_, String>(json!(a + b))
 ///     },
 /// );
 /// ```
