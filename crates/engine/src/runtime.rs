@@ -452,6 +452,7 @@ pub(crate) fn unsupported(definition: &MachineDef, location: &str, message: Stri
 }
 
 /// An agent ready to call.
+#[derive(Clone)]
 pub(crate) struct BoundAgent {
     pub(crate) executor: Arc<dyn AgentExecutor>,
     pub(crate) strategy: Arc<dyn ExecutionType>,

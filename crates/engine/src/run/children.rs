@@ -269,7 +269,7 @@ impl Execution {
                                 "`foreach` of state `{}` must yield a list, got {}: {}",
                                 state.name,
                                 describe(&other),
-                                truncated(&other)
+                                super::truncated(&other, 80)
                             ),
                         )
                         .into());
@@ -491,14 +491,6 @@ fn key_text(value: &Value) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
-    }
-}
-
-fn truncated(value: &Value) -> String {
-    let text = value.to_string();
-    match text.char_indices().nth(80) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
     }
 }
 

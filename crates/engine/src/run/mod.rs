@@ -470,3 +470,12 @@ impl Scope for ConditionScope<'_> {
         }
     }
 }
+
+/// `value` as JSON, cut after `chars` characters (with `…`), for messages that quote it.
+pub(super) fn truncated(value: &Value, chars: usize) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(chars) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}

@@ -71,9 +71,7 @@ impl Execution {
         }
 
         if let Some(call) = &state.agent {
-            // Owned, so that the tool loop may borrow the execution mutably.
-            let prepared = Arc::clone(&self.prepared);
-            let Some(bound) = prepared.machines[self.machine]
+            let Some(bound) = self.prepared.machines[self.machine]
                 .agents
                 .get(index)
                 .and_then(Option::as_ref)
@@ -85,6 +83,9 @@ impl Execution {
                 .into());
             };
             if let Some(looped) = &call.tool_loop {
+                // Owned, so that the tool loop may borrow the execution mutably.
+                let bound = bound.clone();
+                let bound = &bound;
                 let result = self
                     .run_tool_loop(
                         super::tool_loop::LoopSite {

@@ -302,26 +302,10 @@ impl Execution {
         context: &Context,
         output: Option<&Value>,
     ) -> Result<usize, StateError> {
-        let state = &definition.states[current];
-        let scope = ConditionScope {
-            context: context.as_map(),
-            output,
-        };
-        for (index, transition) in state.transitions.iter().enumerate() {
-            let Some(condition) = &transition.condition else {
-                return Ok(transition.to);
-            };
-            match condition.evaluate_bool(&scope) {
-                Ok(true) => return Ok(transition.to),
-                Ok(false) => {}
-                Err(e) => {
-                    return Err(state_error(
-                        error_types::EXPRESSION,
-                        format!("transitions[{index}] of state `{}`: {e}", state.name),
-                    ));
-                }
-            }
+        if let Some(next) = self.first_holding(definition, current, context, output, false)? {
+            return Ok(next);
         }
+        let state = &definition.states[current];
         Err(state_error(
             error_types::NO_TRANSITION,
             format!(
@@ -330,6 +314,47 @@ impl Execution {
                 state.transitions.len()
             ),
         ))
+    }
+
+    /// The first transition out of `current` that holds; with `conditional_only` (a tool loop
+    /// checking mid-loop), transitions without a condition are passed over.
+    pub(super) fn first_holding(
+        &self,
+        definition: &MachineDef,
+        current: usize,
+        context: &Context,
+        output: Option<&Value>,
+        conditional_only: bool,
+    ) -> Result<Option<usize>, StateError> {
+        let state = &definition.states[current];
+        let scope = ConditionScope {
+            context: context.as_map(),
+            output,
+        };
+        for (index, transition) in state.transitions.iter().enumerate() {
+            let Some(condition) = &transition.condition else {
+                if conditional_only {
+                    continue;
+                }
+                return Ok(Some(transition.to));
+            };
+            match condition.evaluate_bool(&scope) {
+                Ok(true) => return Ok(Some(transition.to)),
+                Ok(false) => {}
+                Err(e) => {
+                    let when = if conditional_only {
+                        " (checked after a tool call)"
+                    } else {
+                        ""
+                    };
+                    return Err(state_error(
+                        error_types::EXPRESSION,
+                        format!("transitions[{index}] of state `{}`{when}: {e}", state.name),
+                    ));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Writes a checkpoint when the machine's policy asks for `event`.

@@ -22,7 +22,7 @@ use flatmachines_core::{
     ToolCallResult, ToolError, ToolOutcome, ToolRequest,
 };
 
-use super::{ConditionScope, Execution, StateFailure, hook_error};
+use super::{Execution, StateFailure, hook_error};
 use crate::definition::{AgentCall, GuardrailDef, MachineDef, ToolLoopDef};
 use crate::error::{error_types, state_error};
 use crate::runtime::BoundAgent;
@@ -165,12 +165,12 @@ impl Execution {
             if bounds.max_cost > 0.0 && progress.cost >= bounds.max_cost {
                 break Stop::CostLimit;
             }
-            let result = self
+            let mut result = self
                 .turn(&site, &input, &progress, &tools.definitions, false, context)
                 .await?;
             progress.turns += 1;
             progress.cost += result.total_cost();
-            let calls = result.tool_calls.clone().unwrap_or_default();
+            let calls = result.tool_calls.take().unwrap_or_default();
             progress.record(result, context);
             progress.conversation.push(assistant_message(
                 progress.content.as_deref().unwrap_or(""),
@@ -270,7 +270,8 @@ impl Execution {
                     answer_unmade(&mut progress.conversation, &calls[position + 1..]);
                     break 'turns Stop::Aborted;
                 }
-                if let Some(target) = self.conditional_transition(definition, index, context)? {
+                // Unconditional transitions are the loop's normal exit, taken after it ends.
+                if let Some(target) = self.first_holding(definition, index, context, None, true)? {
                     answer_unmade(&mut progress.conversation, &calls[position + 1..]);
                     next = Some(target);
                     break 'turns Stop::Transition;
@@ -309,9 +310,7 @@ impl Execution {
         }
 
         let map = context.make_mut();
-        map.insert("_tool_loop_turns".into(), Value::from(progress.turns));
-        map.insert("_tool_loop_cost".into(), Value::from(progress.cost));
-        map.insert("_tool_calls_count".into(), Value::from(progress.calls));
+        progress.write_counters(map);
         map.insert("_tool_loop_stop".into(), Value::from(stop.as_str()));
         self.loop_next = next;
         let mut output = progress.structured.take().unwrap_or_default();
@@ -324,9 +323,7 @@ impl Execution {
                 .filter(|text| !text.is_empty())
                 .map_or(Value::Null, Value::String),
         );
-        output.insert("_tool_calls_count".into(), Value::from(progress.calls));
-        output.insert("_tool_loop_turns".into(), Value::from(progress.turns));
-        output.insert("_tool_loop_cost".into(), Value::from(progress.cost));
+        progress.write_counters(&mut output);
         output.insert("_tool_loop_stop".into(), Value::from(stop.as_str()));
         Ok(Value::Object(output))
     }
@@ -428,40 +425,6 @@ impl Execution {
         }
     }
 
-    /// The first conditional transition that holds, checked after each tool result; the
-    /// unconditional ones are the loop's normal exit.
-    fn conditional_transition(
-        &self,
-        definition: &MachineDef,
-        index: usize,
-        context: &Context,
-    ) -> Result<Option<usize>, StateError> {
-        let state = &definition.states[index];
-        let scope = ConditionScope {
-            context: context.as_map(),
-            output: None,
-        };
-        for (position, transition) in state.transitions.iter().enumerate() {
-            let Some(condition) = &transition.condition else {
-                continue;
-            };
-            match condition.evaluate_bool(&scope) {
-                Ok(true) => return Ok(Some(transition.to)),
-                Ok(false) => {}
-                Err(e) => {
-                    return Err(state_error(
-                        error_types::EXPRESSION,
-                        format!(
-                            "transitions[{position}] of state `{}` (checked after a tool call): {e}",
-                            state.name
-                        ),
-                    ));
-                }
-            }
-        }
-        Ok(None)
-    }
-
     /// Renders the guardrails against the context as the loop starts.
     fn bounds(
         &self,
@@ -537,9 +500,7 @@ impl Progress {
     /// report them.
     fn record(&mut self, result: AgentResult, context: &mut Context) {
         let map = context.make_mut();
-        map.insert("_tool_loop_turns".into(), Value::from(self.turns));
-        map.insert("_tool_loop_cost".into(), Value::from(self.cost));
-        map.insert("_tool_calls_count".into(), Value::from(self.calls));
+        self.write_counters(map);
         map.insert(
             "_tool_loop_content".into(),
             result.content.clone().map_or(Value::Null, Value::String),
@@ -552,6 +513,16 @@ impl Progress {
             self.structured = result.output;
         }
         self.content = result.content;
+    }
+}
+
+impl Progress {
+    /// `_tool_calls_count`, `_tool_loop_turns` and `_tool_loop_cost`, as the context and the
+    /// output report them.
+    fn write_counters(&self, map: &mut JsonMap) {
+        map.insert("_tool_calls_count".into(), Value::from(self.calls));
+        map.insert("_tool_loop_turns".into(), Value::from(self.turns));
+        map.insert("_tool_loop_cost".into(), Value::from(self.cost));
     }
 }
 
@@ -675,17 +646,11 @@ fn take_messages(context: &mut Context) -> Result<Vec<Message>, StateError> {
 }
 
 fn reply_error(key: &str, expected: &str, found: &Value) -> StateError {
-    let mut shown = found.to_string();
-    if shown.len() > 120 {
-        let cut = (0..=120)
-            .rev()
-            .find(|i| shown.is_char_boundary(*i))
-            .unwrap_or(0);
-        shown.truncate(cut);
-        shown.push('…');
-    }
     state_error(
         error_types::HOOK,
-        format!("a hook set `{key}` to {shown}; expected {expected}"),
+        format!(
+            "a hook set `{key}` to {}; expected {expected}",
+            super::truncated(found, 120)
+        ),
     )
 }
