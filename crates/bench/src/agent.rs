@@ -20,28 +20,22 @@ use crate::workloads::loop_input;
 
 /// Time the server spent answering, in nanoseconds, and the requests it answered.
 #[derive(Debug, Default)]
-struct ServerClock {
+pub(crate) struct ServerClock {
     busy_ns: AtomicU64,
     requests: AtomicU64,
 }
 
 /// The canned chat-completions answer: the agent's declared output as JSON content.
 fn answer() -> Vec<u8> {
-    let body = json!({
+    json_response(&json!({
         "id": "chatcmpl-bench", "object": "chat.completion", "model": "bench",
         "choices": [{"index": 0, "finish_reason": "stop",
                      "message": {"role": "assistant", "content": "{\"answer\": \"ok\"}"}}],
         "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}
-    })
-    .to_string();
-    format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
+    }))
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack
         .windows(needle.len())
         .position(|window| window == needle)
@@ -57,8 +51,21 @@ fn content_length(head: &[u8]) -> usize {
         .unwrap_or(0)
 }
 
+/// Builds the whole HTTP response to one request body; its time counts as the server's.
+pub(crate) type Responder = dyn Fn(&[u8]) -> Vec<u8> + Send + Sync;
+
+/// A `200 OK` JSON response holding `body`.
+pub(crate) fn json_response(body: &Value) -> Vec<u8> {
+    let body = body.to_string();
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// Serves one keep-alive connection until the client closes it.
-async fn connection(mut socket: TcpStream, clock: Arc<ServerClock>, reply: Arc<Vec<u8>>) {
+async fn connection(mut socket: TcpStream, clock: Arc<ServerClock>, responder: Arc<Responder>) {
     let mut buffer = Vec::with_capacity(16 * 1024);
     loop {
         let head_end = loop {
@@ -78,6 +85,7 @@ async fn connection(mut socket: TcpStream, clock: Arc<ServerClock>, reply: Arc<V
                 Ok(_) => {}
             }
         }
+        let reply = responder(&buffer[head_end..total]);
         buffer.drain(..total);
         if socket.write_all(&reply).await.is_err() {
             return;
@@ -88,19 +96,26 @@ async fn connection(mut socket: TcpStream, clock: Arc<ServerClock>, reply: Arc<V
     }
 }
 
-/// Starts the mock provider on an ephemeral port of 127.0.0.1; it stops with the runtime.
-async fn start_server(clock: Arc<ServerClock>) -> Result<String> {
+/// Starts the mock provider on an ephemeral port of 127.0.0.1, answering each request with
+/// what `responder` makes of its body; it stops with the runtime.
+pub(crate) async fn start_server(
+    clock: Arc<ServerClock>,
+    responder: Arc<Responder>,
+) -> Result<String> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1: {e}"))?;
     let address = listener
         .local_addr()
         .map_err(|e| format!("no local address: {e}"))?;
-    let reply = Arc::new(answer());
     tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
             let _ = socket.set_nodelay(true);
-            tokio::spawn(connection(socket, Arc::clone(&clock), Arc::clone(&reply)));
+            tokio::spawn(connection(
+                socket,
+                Arc::clone(&clock),
+                Arc::clone(&responder),
+            ));
         }
     });
     Ok(format!("http://{address}"))
@@ -140,7 +155,7 @@ data:
     answer: {type: str}
 "#;
 
-fn profiles(base_url: &str) -> String {
+pub(crate) fn profiles(base_url: &str) -> String {
     format!(
         "spec: flatprofiles\nspec_version: \"1.0.0\"\ndata:\n  model_profiles:\n    mock: {{provider: openai, name: bench-model, base_url: '{base_url}', api_key_env: FMBENCH_MOCK_KEY}}\n  default: mock\n"
     )
@@ -149,7 +164,9 @@ fn profiles(base_url: &str) -> String {
 /// Times `calls` agent calls through a machine, then `calls` bare posts, `samples` times each.
 pub(crate) async fn agent_calls(calls: u64, samples: u64) -> Result<Value> {
     let clock = Arc::new(ServerClock::default());
-    let base_url = start_server(Arc::clone(&clock)).await?;
+    let reply = answer();
+    let base_url =
+        start_server(Arc::clone(&clock), Arc::new(move |_: &[u8]| reply.clone())).await?;
     let dir = tempfile::tempdir().map_err(|e| format!("cannot create a temp dir: {e}"))?;
     let write = |name: &str, text: &str| {
         std::fs::write(dir.path().join(name), text).map_err(|e| format!("cannot write {name}: {e}"))
@@ -226,7 +243,7 @@ pub(crate) async fn agent_calls(calls: u64, samples: u64) -> Result<Value> {
     }))
 }
 
-fn snapshot(clock: &ServerClock) -> (u64, u64) {
+pub(crate) fn snapshot(clock: &ServerClock) -> (u64, u64) {
     (
         clock.busy_ns.load(Ordering::Relaxed),
         clock.requests.load(Ordering::Relaxed),

@@ -11,6 +11,7 @@
 //! fm-bench suspended --machines N
 //! fm-bench claims --backend sqlite|redis|postgres --workers W --items N --samples K [--raw]
 //! fm-bench agent --calls N --samples K
+//! fm-bench tools --calls N --runs R --samples K
 //! fm-bench cleanup --store URL        # purge a Redis namespace or drop a PostgreSQL schema
 //! ```
 //!
@@ -19,6 +20,7 @@
 
 mod agent;
 mod claims;
+mod tool_calls;
 mod workloads;
 
 use std::collections::HashMap;
@@ -98,9 +100,9 @@ fn tokio() -> Result<tokio::runtime::Runtime> {
 }
 
 fn run(args: &[String]) -> Result<Value> {
-    let (workload, rest) = args
-        .split_first()
-        .ok_or("usage: fm-bench loop|fanout|suspended|claims|agent|cleanup [--OPTION VALUE]…")?;
+    let (workload, rest) = args.split_first().ok_or(
+        "usage: fm-bench loop|fanout|suspended|claims|agent|tools|cleanup [--OPTION VALUE]…",
+    )?;
     let options = Args::parse(rest)?;
     let rt = tokio()?;
     let samples = options.number("samples", 3)?.max(1);
@@ -123,6 +125,11 @@ fn run(args: &[String]) -> Result<Value> {
             raw: options.flag("raw"),
         })),
         "agent" => rt.block_on(agent::agent_calls(options.number("calls", 200)?, samples)),
+        "tools" => rt.block_on(tool_calls::tool_calls(
+            options.number("calls", 20)?,
+            options.number("runs", 10)?.max(1),
+            samples,
+        )),
         "cleanup" => rt.block_on(workloads::cleanup(options.text("store")?)),
         other => Err(format!("unknown workload `{other}`")),
     }

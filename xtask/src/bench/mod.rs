@@ -92,6 +92,9 @@ pub(crate) struct Plan {
     pg_claim_items: u64,
     /// Agent calls per sample.
     agent_calls: u64,
+    /// Tool calls per tool-loop run, and runs per sample.
+    tool_calls: u64,
+    tool_runs: u64,
     /// Machines parked at once.
     parked: u64,
     /// Processes per whole-process workload.
@@ -110,6 +113,8 @@ impl Plan {
                 claim_items: 500,
                 pg_claim_items: 300,
                 agent_calls: 200,
+                tool_calls: 20,
+                tool_runs: 10,
                 parked: 2000,
                 processes: 3,
             }
@@ -125,6 +130,8 @@ impl Plan {
                 claim_items: 2000,
                 pg_claim_items: 1000,
                 agent_calls: 1000,
+                tool_calls: 20,
+                tool_runs: 50,
                 parked: 10_000,
                 processes: 5,
             }
@@ -524,6 +531,35 @@ fn ours(plan: &Plan, bins: &Bins, results: &mut Results) {
             results.extend("agent.bare", per_call("bare_http_samples_s"));
         }
         Err(e) => results.note(format!("agent-call overhead not measured: {e}")),
+    }
+    let (tool_calls, tool_runs) = (plan.tool_calls, plan.tool_runs);
+    match harness(
+        bins,
+        &[
+            "tools",
+            "--calls",
+            &n(tool_calls),
+            "--runs",
+            &n(tool_runs),
+            "--samples",
+            &n(5),
+        ],
+        limit,
+    ) {
+        Ok(v) => {
+            // Every series is shared out per tool call, the bare posts included: they are the
+            // HTTP floor of the model turns those calls took (one each, and the final answer).
+            let per_call = |key: &str| {
+                samples(&v, key)
+                    .into_iter()
+                    .map(|s| s * 1e6 / (tool_calls * tool_runs) as f64)
+                    .collect::<Vec<_>>()
+            };
+            results.extend("tools.engine", per_call("samples_s"));
+            results.extend("tools.wall", per_call("wall_samples_s"));
+            results.extend("tools.bare", per_call("bare_http_samples_s"));
+        }
+        Err(e) => results.note(format!("tool-call overhead not measured: {e}")),
     }
     for _ in 0..3 {
         match harness(bins, &["suspended", "--machines", &n(plan.parked)], limit) {

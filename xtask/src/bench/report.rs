@@ -4,8 +4,8 @@
 //! (µs per state step); `fanout.N`, `cli.fanout.N`, `ref.fanout.N` (µs per child) and their
 //! `.rss_mib` (peak RSS, MiB); `claims.BACKEND.W`, `raw.BACKEND.W` (claims per second),
 //! `pgbench.W` (transactions per second), `redis-benchmark.CMD.W` (requests per second);
-//! `agent.engine`, `agent.bare`, `agent.wall` (µs per call); `suspended.bytes` (bytes per
-//! parked machine).
+//! `agent.engine`, `agent.bare`, `agent.wall` (µs per call); `tools.engine`, `tools.bare`,
+//! `tools.wall` (µs per tool call); `suspended.bytes` (bytes per parked machine).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -377,6 +377,7 @@ pub(crate) fn markdown(r: &Results) -> String {
     fanout_section(&mut d, r);
     claims_section(&mut d, r);
     agent_section(&mut d, r);
+    tools_section(&mut d, r);
     memory_section(&mut d, r);
     if !r.profiles.is_empty() {
         let _ = writeln!(d, "## Profiles of missed targets\n");
@@ -626,6 +627,35 @@ fn agent_section(d: &mut String, r: &Results) {
         with_n(r, "agent.bare", " µs"),
         opt(engine.zip(bare).map(|(e, b)| e - b), " µs"),
         with_n(r, "agent.wall", " µs"),
+    );
+}
+
+fn tools_section(d: &mut String, r: &Results) {
+    let plan = Plan::new(r.meta.quick);
+    let _ = writeln!(d, "## Tool-call overhead\n");
+    let _ = writeln!(
+        d,
+        "`fm-bench tools`: a `tool_loop` state whose agent (OpenAI provider) asks the same mock server for one call \
+         of an in-process Rust tool per model turn, {} times, then answers with text; {} runs per sample. The \
+         server is scripted by the conversation it receives (another call while it holds fewer than {} tool \
+         results). Each figure is per tool call: the engine's time is the wall time less the server's, and the \
+         HTTP floor is as many bare `reqwest` posts as the runs made model turns ({} per run), shared out the \
+         same way. The difference is what the loop adds: rendering and sending the growing conversation, \
+         parsing the tool calls, the guardrails, the tool call itself, the hooks and the run events.\n",
+        plan.tool_calls,
+        plan.tool_runs,
+        plan.tool_calls,
+        plan.tool_calls + 1,
+    );
+    let engine = r.get("tools.engine");
+    let bare = r.get("tools.bare");
+    let _ = writeln!(
+        d,
+        "| per tool call | median |\n|---|---|\n| tool loop, excluding the server's time | {} |\n| bare HTTP posts, excluding the server's time | {} |\n| **added by the tool loop** | **{}** |\n| tool loop, wall time | {} |\n",
+        with_n(r, "tools.engine", " µs"),
+        with_n(r, "tools.bare", " µs"),
+        opt(engine.zip(bare).map(|(e, b)| e - b), " µs"),
+        with_n(r, "tools.wall", " µs"),
     );
 }
 
