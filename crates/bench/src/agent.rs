@@ -209,20 +209,39 @@ pub(crate) async fn agent_calls(calls: u64, samples: u64) -> Result<Value> {
         engine_wall.push(wall);
         engine.push(wall - (busy_after - busy) as f64 / 1e9);
     }
-    let client = reqwest::Client::new();
-    let url = format!("{base_url}/chat/completions");
     let body = json!({"model": "bench-model", "messages": [
         {"role": "system", "content": "You are a helpful assistant."},
         {"role": "user", "content": "Answer: x"}]});
+    let bare = bare_posts(&base_url, &clock, &body, calls, samples).await?;
+    Ok(json!({
+        "workload": "agent",
+        "calls": calls,
+        "samples_s": engine,
+        "wall_samples_s": engine_wall,
+        "bare_http_samples_s": bare,
+    }))
+}
+
+/// Times `posts` bare `reqwest` posts of `body` to the mock server, `samples` times: each
+/// sample's wall time less the server's, the HTTP floor a workload compares itself with.
+pub(crate) async fn bare_posts(
+    base_url: &str,
+    clock: &ServerClock,
+    body: &Value,
+    posts: u64,
+    samples: u64,
+) -> Result<Vec<f64>> {
+    let client = reqwest::Client::new();
+    let url = format!("{base_url}/chat/completions");
     let mut bare = Vec::new();
     for _ in 0..samples {
-        let (busy, _) = snapshot(&clock);
+        let (busy, _) = snapshot(clock);
         let started = Instant::now();
-        for _ in 0..calls {
+        for _ in 0..posts {
             client
                 .post(&url)
                 .bearer_auth("bench")
-                .json(&body)
+                .json(body)
                 .send()
                 .await
                 .map_err(|e| format!("bare post failed: {e}"))?
@@ -231,16 +250,10 @@ pub(crate) async fn agent_calls(calls: u64, samples: u64) -> Result<Value> {
                 .map_err(|e| format!("bare post failed: {e}"))?;
         }
         let wall = started.elapsed().as_secs_f64();
-        let (busy_after, _) = snapshot(&clock);
+        let (busy_after, _) = snapshot(clock);
         bare.push(wall - (busy_after - busy) as f64 / 1e9);
     }
-    Ok(json!({
-        "workload": "agent",
-        "calls": calls,
-        "samples_s": engine,
-        "wall_samples_s": engine_wall,
-        "bare_http_samples_s": bare,
-    }))
+    Ok(bare)
 }
 
 pub(crate) fn snapshot(clock: &ServerClock) -> (u64, u64) {

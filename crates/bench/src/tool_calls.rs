@@ -14,7 +14,9 @@ use flatmachines::{Machine, RunOptions, Runtime};
 use serde_json::{Value, json};
 
 use crate::Result;
-use crate::agent::{ServerClock, find, json_response, profiles, snapshot, start_server};
+use crate::agent::{
+    ServerClock, bare_posts, find, json_response, profiles, snapshot, start_server,
+};
 use crate::workloads::loop_input;
 
 /// How many tool results the conversation in a chat-completions request body holds.
@@ -158,8 +160,6 @@ pub(crate) async fn tool_calls(calls: u64, runs: u64, samples: u64) -> Result<Va
         engine_wall.push(wall);
         engine.push(wall - (busy_after - busy) as f64 / 1e9);
     }
-    let client = reqwest::Client::new();
-    let url = format!("{base_url}/chat/completions");
     // A final-answer turn's request: the server answers it with text at once.
     let mut messages = vec![
         json!({"role": "system", "content": "You are a helpful assistant."}),
@@ -170,26 +170,7 @@ pub(crate) async fn tool_calls(calls: u64, runs: u64, samples: u64) -> Result<Va
             |n| json!({"role": "tool", "tool_call_id": format!("call_{n}"), "content": "{}"}),
         ));
     let body = json!({"model": "bench-model", "messages": messages});
-    let mut bare = Vec::new();
-    for _ in 0..samples {
-        let (busy, _) = snapshot(&clock);
-        let started = Instant::now();
-        for _ in 0..turns {
-            client
-                .post(&url)
-                .bearer_auth("bench")
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| format!("bare post failed: {e}"))?
-                .bytes()
-                .await
-                .map_err(|e| format!("bare post failed: {e}"))?;
-        }
-        let wall = started.elapsed().as_secs_f64();
-        let (busy_after, _) = snapshot(&clock);
-        bare.push(wall - (busy_after - busy) as f64 / 1e9);
-    }
+    let bare = bare_posts(&base_url, &clock, &body, turns, samples).await?;
     Ok(json!({
         "workload": "tools",
         "calls": calls,
