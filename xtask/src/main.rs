@@ -3,6 +3,7 @@
 //! schema` regenerates `spec/`; `cargo xtask bench` writes `docs/benchmarks.md`.
 
 mod bench;
+mod mcp_servers;
 mod s3_server;
 
 use std::env;
@@ -129,7 +130,8 @@ fn test(skip_lint: bool) -> Result<(), String> {
     let ci = env::var("CI").is_ok_and(|v| v == "true" || v == "1");
     // Stopped when it goes out of scope, after failed tests too.
     let s3 = s3_server::S3Server::prepare()?;
-    let vars = s3.env();
+    let mut vars = s3.env();
+    vars.extend(mcp_servers::prepare()?);
     if has_nextest() {
         let profile = if ci { "ci" } else { "default" };
         cargo_with_env(

@@ -222,7 +222,7 @@ fn cache_dir() -> PathBuf {
     base.join("flatmachines-rs").join("moto")
 }
 
-fn venv_bin(venv: &Path, program: &str) -> PathBuf {
+pub(crate) fn venv_bin(venv: &Path, program: &str) -> PathBuf {
     if cfg!(windows) {
         venv.join("Scripts").join(format!("{program}.exe"))
     } else {
@@ -301,7 +301,7 @@ fn moto_server() -> Result<PathBuf, String> {
     }
 }
 
-fn step(command: &mut Command, what: &str) -> Result<(), String> {
+pub(crate) fn step(command: &mut Command, what: &str) -> Result<(), String> {
     let status = command
         .stdin(Stdio::null())
         .status()

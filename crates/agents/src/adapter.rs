@@ -92,7 +92,8 @@ impl FlatAgentAdapter {
             }
         };
         let profiles = self.profiles(agent_name, agent_dir.as_deref(), context)?;
-        FlatAgent::new(agent_name, &config, &origin, profiles.as_ref(), &self.keys)
+        let agent = FlatAgent::new(agent_name, &config, &origin, profiles.as_ref(), &self.keys)?;
+        Ok(agent.with_config_dir(agent_dir.unwrap_or_else(|| context.config_dir.clone())))
     }
 
     /// The profiles for an agent: the runtime's `profiles_file` if given, else the first

@@ -1,6 +1,6 @@
 //! [`FlatAgent`]: one `spec: flatagent` document, ready to call.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -8,7 +8,9 @@ use serde_json::Value;
 
 use flatmachines_core::config::Format;
 use flatmachines_core::llm::{Message, ToolDefinition};
-use flatmachines_core::{AgentConfig, AgentError, AgentExecutor, AgentResult, AgentTurn, JsonMap};
+use flatmachines_core::{
+    AgentConfig, AgentError, AgentExecutor, AgentResult, AgentTurn, DeclaredServers, JsonMap,
+};
 
 use crate::error::{BuildError, ModelError};
 use crate::profiles::{Profiles, resolve_model};
@@ -30,6 +32,8 @@ pub struct FlatAgent {
     tools: Option<Vec<ToolDefinition>>,
     client: ProviderClient,
     metadata: JsonMap,
+    /// `data.mcp`, when it names servers.
+    servers: Option<DeclaredServers>,
 }
 
 impl std::fmt::Debug for FlatAgent {
@@ -59,7 +63,11 @@ impl FlatAgent {
             None => None,
         };
         let origin = path.display().to_string();
-        FlatAgent::new(&name, &config, &origin, profiles.as_ref(), keys)
+        let agent = FlatAgent::new(&name, &config, &origin, profiles.as_ref(), keys)?;
+        Ok(match path.parent() {
+            Some(dir) => agent.with_config_dir(dir),
+            None => agent,
+        })
     }
 
     /// Builds an agent from a parsed document. `name` is used when the document has no
@@ -86,12 +94,6 @@ impl FlatAgent {
             other => model_error(other),
         })?;
         warn_dropped_parameters(name, &settings);
-        if data.mcp.as_ref().is_some_and(|m| !m.servers.is_empty()) {
-            tracing::warn!(
-                agent = name,
-                "`mcp` tool servers are not supported by this runtime; the agent runs without tools (`tools` is empty in prompts)"
-            );
-        }
         let schema = data
             .output
             .as_ref()
@@ -101,6 +103,7 @@ impl FlatAgent {
             data.system.as_deref(),
             data.user.as_deref(),
             data.instruction_suffix.as_deref(),
+            data.mcp.as_ref().and_then(|m| m.tool_prompt.as_deref()),
             schema.as_ref().map(OutputSchema::instruction),
             &settings.template_view,
         )
@@ -120,7 +123,24 @@ impl FlatAgent {
             tools,
             client,
             metadata: config.metadata.clone(),
+            servers: data
+                .mcp
+                .as_ref()
+                .filter(|m| !m.servers.is_empty())
+                .map(|config| DeclaredServers {
+                    config: config.clone(),
+                    base_dir: PathBuf::from("."),
+                }),
         })
+    }
+
+    /// Resolves the `cwd` of the agent's MCP servers against `dir` (its config's directory)
+    /// rather than the process's working directory.
+    pub fn with_config_dir(mut self, dir: impl Into<PathBuf>) -> FlatAgent {
+        if let Some(servers) = &mut self.servers {
+            servers.base_dir = dir.into();
+        }
+        self
     }
 
     /// The agent's name (`data.name`, else the name it was declared under).
@@ -136,7 +156,7 @@ impl FlatAgent {
     /// The request body a call with `input` would send (for dry runs and debugging; it holds
     /// no key).
     pub fn request_body(&self, input: &JsonMap) -> Result<Value, AgentError> {
-        let messages = self.prompt.render(&self.name, input)?;
+        let messages = self.prompt.render(&self.name, input, &[])?;
         Ok(self.client.body(&self.request(&messages)))
     }
 
@@ -209,7 +229,7 @@ impl AgentExecutor for FlatAgent {
         input: &JsonMap,
         _context: &JsonMap,
     ) -> Result<AgentResult, AgentError> {
-        let messages = self.prompt.render(&self.name, input)?;
+        let messages = self.prompt.render(&self.name, input, &[])?;
         let request = self.request(&messages);
         let started = Instant::now();
         let completion = self.client.complete(&request).await?;
@@ -233,6 +253,10 @@ impl AgentExecutor for FlatAgent {
         self.tools.as_deref().unwrap_or_default()
     }
 
+    fn tool_servers(&self) -> Option<&DeclaredServers> {
+        self.servers.as_ref()
+    }
+
     fn supports_tool_loop(&self) -> bool {
         true
     }
@@ -242,7 +266,7 @@ impl AgentExecutor for FlatAgent {
         turn: &AgentTurn<'_>,
         _context: &JsonMap,
     ) -> Result<AgentResult, AgentError> {
-        let mut messages = self.prompt.render(&self.name, turn.input)?;
+        let mut messages = self.prompt.render(&self.name, turn.input, turn.catalog)?;
         messages.extend_from_slice(turn.conversation);
         let mut request = ChatRequest::new(&messages, self.schema.is_some());
         request.tools = (!turn.tools.is_empty()).then_some(turn.tools);

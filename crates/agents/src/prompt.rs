@@ -9,7 +9,7 @@ use minijinja::{
 use serde_json::Value;
 
 use flatmachines_core::llm::Message;
-use flatmachines_core::{AgentError, JsonMap};
+use flatmachines_core::{AgentError, JsonMap, ToolInfo};
 
 use crate::error::error_types;
 
@@ -31,6 +31,7 @@ impl Prompt {
         system: Option<&str>,
         user: Option<&str>,
         instruction_suffix: Option<&str>,
+        tool_prompt: Option<&str>,
         json_instruction: Option<String>,
         model_view: &JsonMap,
     ) -> Result<Prompt, (&'static str, String)> {
@@ -42,6 +43,7 @@ impl Prompt {
         for (name, source) in [
             ("system", system.unwrap_or(DEFAULT_SYSTEM_PROMPT)),
             ("user", user.unwrap_or("")),
+            ("mcp.tool_prompt", tool_prompt.unwrap_or("")),
         ] {
             env.add_template_owned(name, source.to_owned())
                 .map_err(|e| (name, e.to_string()))?;
@@ -59,25 +61,45 @@ impl Prompt {
     /// As in the reference, an input key `messages` holding a list of `{role, content}`
     /// objects is conversation history rather than a template variable, and the user prompt is
     /// then sent only when other input remains.
-    pub(crate) fn render(&self, agent: &str, input: &JsonMap) -> Result<Vec<Message>, AgentError> {
+    ///
+    /// `tools` are the tools offered on this call. The templates see them as `tools`, each
+    /// with `name`, `description`, `inputSchema` and `server` (and the reference's `_server`
+    /// and `_qualified`, `server:name`), and as `tools_prompt`: `mcp.tool_prompt` rendered
+    /// with `tools` alone, or `""` when there are no tools.
+    pub(crate) fn render(
+        &self,
+        agent: &str,
+        input: &JsonMap,
+        tools: &[ToolInfo],
+    ) -> Result<Vec<Message>, AgentError> {
         let (history, variables) = split_history(agent, input)?;
+        let tools: Vec<MjValue> = tools.iter().map(tool_view).collect();
+        let fail = |name: &str, e: &MjError| {
+            AgentError::new(format!(
+                "agent `{agent}`: template `data.{name}`: {}",
+                describe(e)
+            ))
+            .with_type(error_types::TEMPLATE)
+        };
+        let tools_prompt = if tools.is_empty() {
+            String::new()
+        } else {
+            self.env
+                .get_template("mcp.tool_prompt")
+                .and_then(|t| t.render(minijinja::context! { tools => tools.clone() }))
+                .map_err(|e| fail("mcp.tool_prompt", &e))?
+        };
         let context = minijinja::context! {
             input => MjValue::from_serialize(&variables),
             model => self.model.clone(),
-            tools => Vec::<MjValue>::new(),
-            tools_prompt => "",
+            tools => tools,
+            tools_prompt => tools_prompt,
         };
         let render = |name: &str| {
             self.env
                 .get_template(name)
                 .and_then(|t| t.render(&context))
-                .map_err(|e| {
-                    AgentError::new(format!(
-                        "agent `{agent}`: template `data.{name}`: {}",
-                        describe(&e)
-                    ))
-                    .with_type(error_types::TEMPLATE)
-                })
+                .map_err(|e| fail(name, &e))
         };
         let mut system = render("system")?;
         if let Some(instruction) = &self.json_instruction {
@@ -99,6 +121,24 @@ impl Prompt {
         }
         Ok(messages)
     }
+}
+
+/// A tool as templates see it.
+fn tool_view(tool: &ToolInfo) -> MjValue {
+    let server = tool.server.as_deref().unwrap_or("");
+    let qualified = if server.is_empty() {
+        tool.name.clone()
+    } else {
+        format!("{server}:{}", tool.name)
+    };
+    MjValue::from_serialize(serde_json::json!({
+        "name": tool.name,
+        "description": tool.description,
+        "inputSchema": tool.input_schema,
+        "server": server,
+        "_server": server,
+        "_qualified": qualified,
+    }))
 }
 
 fn message(role: &str, content: String) -> Message {
@@ -215,7 +255,7 @@ mod tests {
 
     fn prompt(system: Option<&str>, user: &str, suffix: Option<&str>) -> Prompt {
         let model = object(json!({"name": "openai/gpt-4o", "temperature": 0.7}));
-        Prompt::new(system, Some(user), suffix, None, &model).unwrap()
+        Prompt::new(system, Some(user), suffix, None, None, &model).unwrap()
     }
 
     fn texts(messages: &[Message]) -> Vec<(String, String)> {
@@ -236,6 +276,7 @@ mod tests {
             .render(
                 "w",
                 &object(json!({"topic": "rust", "tags": ["a", "b"], "flag": true, "none": null})),
+                &[],
             )
             .unwrap();
         assert_eq!(
@@ -259,11 +300,12 @@ mod tests {
             None,
             Some("hi"),
             None,
+            None,
             Some("Answer in JSON.".into()),
             &JsonMap::new(),
         )
         .unwrap();
-        let messages = p.render("w", &JsonMap::new()).unwrap();
+        let messages = p.render("w", &JsonMap::new(), &[]).unwrap();
         assert_eq!(
             messages[0].content,
             "You are a helpful assistant.\n\nAnswer in JSON."
@@ -276,28 +318,31 @@ mod tests {
         let history =
             json!([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]);
         let messages = p
-            .render("w", &object(json!({"messages": history, "q": "c"})))
+            .render("w", &object(json!({"messages": history, "q": "c"})), &[])
             .unwrap();
         let roles: Vec<_> = messages.iter().map(|m| m.role.as_str()).collect();
         assert_eq!(roles, ["system", "user", "assistant", "user"]);
         assert_eq!(messages[3].content, "Next: c");
         // History alone: no user prompt is added.
         let messages = p
-            .render("w", &object(json!({"messages": history})))
+            .render("w", &object(json!({"messages": history})), &[])
             .unwrap();
         assert_eq!(messages.len(), 3);
         // A `messages` list that is not chat messages stays an ordinary variable.
         let p = prompt(None, "{{ input.messages }}", None);
-        let messages = p.render("w", &object(json!({"messages": ["x"]}))).unwrap();
+        let messages = p
+            .render("w", &object(json!({"messages": ["x"]})), &[])
+            .unwrap();
         assert_eq!(messages[1].content, "[\"x\"]");
     }
 
     #[test]
     fn bad_templates_are_reported_with_their_field() {
-        let error = Prompt::new(Some("{{ oops"), None, None, None, &JsonMap::new()).unwrap_err();
+        let error =
+            Prompt::new(Some("{{ oops"), None, None, None, None, &JsonMap::new()).unwrap_err();
         assert_eq!(error.0, "system");
         let p = prompt(None, "{{ input.x.y.z }}", None);
-        let error = p.render("writer", &JsonMap::new()).unwrap_err();
+        let error = p.render("writer", &JsonMap::new(), &[]).unwrap_err();
         assert_eq!(error.error_type, "TemplateError");
         assert!(
             error
@@ -306,5 +351,41 @@ mod tests {
             "{}",
             error.message
         );
+    }
+
+    #[test]
+    fn templates_see_the_offered_tools_and_the_rendered_tool_prompt() {
+        let p = Prompt::new(
+            Some("{{ tools_prompt }}|{{ tools | length }}"),
+            Some("{% for t in tools %}{{ t._qualified }}={{ t.inputSchema.type }};{% endfor %}"),
+            None,
+            Some("{% for t in tools %}- {{ t.name }} ({{ t.server }}): {{ t.description }}\n{% endfor %}"),
+            None,
+            &JsonMap::new(),
+        )
+        .unwrap();
+        let tools = [
+            ToolInfo {
+                name: "read".into(),
+                description: "Reads a file".into(),
+                input_schema: json!({"type": "object"}),
+                server: Some("fs".into()),
+            },
+            ToolInfo {
+                name: "add".into(),
+                description: "Adds".into(),
+                input_schema: json!({"type": "object"}),
+                server: None,
+            },
+        ];
+        let messages = p.render("w", &object(json!({"q": 1})), &tools).unwrap();
+        assert_eq!(
+            messages[0].content,
+            "- read (fs): Reads a file\n- add (): Adds\n|2"
+        );
+        assert_eq!(messages[1].content, "fs:read=object;add=object;");
+        // No tools: an empty `tools_prompt`, as in the reference.
+        let messages = p.render("w", &object(json!({"q": 1})), &[]).unwrap();
+        assert_eq!(messages[0].content, "|0");
     }
 }

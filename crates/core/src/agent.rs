@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::llm::{Message, ToolDefinition};
+use crate::tool_servers::{DeclaredServers, ToolInfo};
 use crate::{AgentRef, JsonMap};
 
 /// What one agent call produced.
@@ -192,6 +193,12 @@ pub trait AgentExecutor: Send + Sync + Debug {
         &[]
     }
 
+    /// The tool servers the agent declares (`data.mcp`), which a tool loop starts and offers
+    /// along with its providers' tools.
+    fn tool_servers(&self) -> Option<&DeclaredServers> {
+        None
+    }
+
     /// Whether [`AgentExecutor::execute_turn`] is implemented, so that a state may run this
     /// agent in a `tool_loop`.
     fn supports_tool_loop(&self) -> bool {
@@ -224,6 +231,8 @@ pub struct AgentTurn<'a> {
     pub conversation: &'a [Message],
     /// The tools offered on this turn, already filtered by the loop's allow and deny lists.
     pub tools: &'a [ToolDefinition],
+    /// The same tools as prompts see them (`tools`, `tool_prompt`), one per entry of `tools`.
+    pub catalog: &'a [ToolInfo],
     /// The model must answer in text: `tools` are sent only because the conversation holds
     /// calls to them (Anthropic refuses such a conversation without them), with the
     /// provider's "call no tool" choice.

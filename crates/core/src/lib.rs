@@ -33,6 +33,7 @@ pub mod persistence;
 pub mod results;
 pub mod schema;
 pub mod snapshot;
+pub mod tool_servers;
 pub mod tools;
 mod worker_filter;
 
@@ -58,6 +59,9 @@ pub use observe::{RunEvent, RunObserver};
 pub use persistence::{PersistenceBackend, validate_key, validate_prefix};
 pub use results::{ReadOptions, ResultBackend, ResultUri, result_uri};
 pub use snapshot::{CheckpointEvent, LaunchIntent, MachineSnapshot};
+pub use tool_servers::{
+    DeclaredServers, ServedTools, ToolInfo, ToolServerError, ToolServerLauncher, ToolServerPool,
+};
 pub use tools::{ToolCallId, ToolCallResult, ToolError, ToolOutcome, ToolProvider, ToolRequest};
 pub use worker_filter::{heartbeat_older_than, parse_timestamp};
 

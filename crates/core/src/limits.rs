@@ -88,6 +88,10 @@ limits! {
     TemplateFuel = "template_fuel", default 10_000_000, max 1 << 48, Count, settable true;
     /// Longest text one template render may produce, in bytes.
     TemplateBytes = "template_bytes", default 16 << 20, max 1 << 32, Bytes, settable true;
+    /// Longest tool result a tool loop gives the model, in bytes; a longer one is cut there, with a note saying so.
+    ToolResultBytes = "tool_result_bytes", default 1 << 20, max 1 << 32, Bytes, settable true;
+    /// Largest message an MCP server may send, in bytes (one JSON-RPC line over stdio, one HTTP response or event); a server past it is disconnected.
+    McpMessageBytes = "mcp_message_bytes", default 64 << 20, max 1 << 32, Bytes, settable true;
 }
 
 /// What a bound's value counts.

@@ -29,6 +29,8 @@ pub mod error_types {
     pub const TREE_LIMIT: &str = "MachineTreeLimit";
     /// A non-final state had no transition whose condition held.
     pub const NO_TRANSITION: &str = "NoTransition";
+    /// An MCP server that the config marks `required` could not be started or listed.
+    pub const TOOL_SERVER: &str = "ToolServerError";
     /// A child task ended abnormally (a panic in user code).
     pub const INTERNAL: &str = "InternalError";
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 use flatmachines_core::{
     AdapterContext, AgentAdapter, AgentExecutor, ConfigError, ExecutionLock, ExecutionType,
     JsonMap, MachineHooks, MachineInvoker, PersistenceBackend, ResultBackend, RunObserver,
-    ToolCallId, ToolProvider,
+    ToolCallId, ToolProvider, ToolServerLauncher,
 };
 use flatmachines_memory::{MemoryBackend, MemoryResultBackend};
 
@@ -45,6 +45,7 @@ pub struct RuntimeBuilder {
     keep_snapshots: Option<u64>,
     tool_providers: Vec<Arc<dyn ToolProvider>>,
     tools: ToolSet,
+    tool_servers: Option<Arc<dyn ToolServerLauncher>>,
 }
 
 impl RuntimeBuilder {
@@ -119,6 +120,14 @@ impl RuntimeBuilder {
             + 'static,
     {
         self.hook_types.register(class, factory);
+        self
+    }
+
+    /// Starts the MCP servers that agents declare (`data.mcp`) for tool loops:
+    /// `flatmachines_mcp::McpLauncher`, which `flatmachines::runtime()` registers (feature
+    /// `mcp`). Without one, preparing a machine whose tool loop uses such an agent fails.
+    pub fn tool_servers(mut self, launcher: Arc<dyn ToolServerLauncher>) -> Self {
+        self.tool_servers = Some(launcher);
         self
     }
 
@@ -210,6 +219,7 @@ impl RuntimeBuilder {
                     }
                     ToolProviders(providers)
                 },
+                tool_servers: self.tool_servers,
             }),
         }
     }
@@ -234,6 +244,7 @@ pub(crate) struct RuntimeInner {
     pub(crate) provider: Option<Arc<dyn BackendProvider>>,
     pub(crate) observers: Observers,
     pub(crate) tools: ToolProviders,
+    pub(crate) tool_servers: Option<Arc<dyn ToolServerLauncher>>,
 }
 
 /// The backends, agents, hooks and execution types machines run with. Cheap to clone.
@@ -307,6 +318,7 @@ impl Runtime {
                 machines: bound,
                 observers: self.inner.observers.clone(),
                 tools: self.inner.tools.clone(),
+                tool_servers: self.inner.tool_servers.clone(),
             }),
         })
     }
@@ -387,6 +399,28 @@ impl Runtime {
                         call.name
                     ),
                 ));
+            }
+            if executor
+                .tool_servers()
+                .is_some_and(|s| !s.config.servers.is_empty())
+            {
+                if call.tool_loop.is_none() {
+                    tracing::warn!(
+                        file = %definition.file.display(),
+                        state = %state.name,
+                        agent = %call.name,
+                        "the agent declares MCP servers (`mcp`), which only `tool_loop` states start and call; this state runs the agent without them"
+                    );
+                } else if self.inner.tool_servers.is_none() {
+                    return Err(unsupported(
+                        definition,
+                        &format!("data.states.{}.tool_loop", state.name),
+                        format!(
+                            "agent `{}` declares MCP servers (`mcp`), but this runtime cannot start them: build it with flatmachines::runtime() (feature `mcp`) or register flatmachines_mcp::McpLauncher with RuntimeBuilder::tool_servers",
+                            call.name
+                        ),
+                    ));
+                }
             }
             agents.push(Some(BoundAgent { executor, strategy }));
         }
@@ -477,6 +511,8 @@ pub(crate) struct Prepared {
     pub(crate) observers: Observers,
     /// The tools `tool_loop` states may call.
     pub(crate) tools: ToolProviders,
+    /// Starts the MCP servers agents declare; each run tree gets its own pool.
+    pub(crate) tool_servers: Option<Arc<dyn ToolServerLauncher>>,
 }
 
 /// A machine bound to a runtime, ready to run any number of times. Cheap to clone.

@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use flatmachines_core::llm::ToolDefinition;
-use flatmachines_core::{JsonMap, ToolCallId, ToolError, ToolOutcome, ToolProvider, ToolRequest};
+use flatmachines_core::{
+    JsonMap, ServedTools, ToolCallId, ToolError, ToolInfo, ToolOutcome, ToolProvider, ToolRequest,
+};
 
 type ToolFuture = Pin<Box<dyn Future<Output = Result<Value, String>> + Send>>;
 type ToolFn = dyn Fn(Value, ToolCallId) -> ToolFuture + Send + Sync;
@@ -123,6 +125,8 @@ pub(crate) struct ToolProviders(pub(crate) Vec<Arc<dyn ToolProvider>>);
 #[derive(Debug, Default)]
 pub(crate) struct LoopTools {
     pub(crate) definitions: Vec<ToolDefinition>,
+    /// The same tools as prompts see them.
+    pub(crate) catalog: Vec<ToolInfo>,
     servers: Vec<Option<Arc<dyn ToolProvider>>>,
 }
 
@@ -148,31 +152,48 @@ impl LoopTools {
 }
 
 impl ToolProviders {
-    /// The providers' tools (the first provider serving a name wins), then the agent's
-    /// declared ones that no provider serves, keeping those `permits` accepts.
+    /// The providers' tools (the first provider serving a name wins), then those of the
+    /// agent's MCP servers (`served`), then the agent's declared ones that nothing serves,
+    /// keeping those `permits` accepts.
     pub(crate) fn for_loop(
         &self,
+        served: Option<&ServedTools>,
         declared: &[ToolDefinition],
         permits: impl Fn(&str) -> bool,
     ) -> LoopTools {
         let mut tools = LoopTools::default();
-        let mut add = |definition: ToolDefinition, server: Option<Arc<dyn ToolProvider>>| {
+        let mut add = |definition: ToolDefinition,
+                       info: Option<&ToolInfo>,
+                       server: Option<Arc<dyn ToolProvider>>| {
             let Some(name) = definition.name() else {
                 return;
             };
             if !permits(name) || tools.definitions.iter().any(|d| d.name() == Some(name)) {
                 return;
             }
+            tools.catalog.push(
+                info.cloned()
+                    .unwrap_or_else(|| ToolInfo::from_definition(&definition)),
+            );
             tools.definitions.push(definition);
             tools.servers.push(server);
         };
         for provider in &self.0 {
             for definition in provider.definitions() {
-                add(definition, Some(provider.clone()));
+                add(definition, None, Some(provider.clone()));
+            }
+        }
+        if let Some(served) = served {
+            for (index, definition) in served.provider.definitions().into_iter().enumerate() {
+                add(
+                    definition,
+                    served.catalog.get(index),
+                    Some(served.provider.clone()),
+                );
             }
         }
         for definition in declared {
-            add(definition.clone(), None);
+            add(definition.clone(), None, None);
         }
         tools
     }

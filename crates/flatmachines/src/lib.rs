@@ -37,6 +37,7 @@
 //! | `memory` (default) | the in-memory backends under [`backends::memory`] |
 //! | `local` (default) | fsync-durable local-file checkpoints and `flock` locks under `backends::local` (`backend: local`, `file://DIR`) |
 //! | `agents` (default) | LLM agents (`spec: flatagent`) under [`agents`], registered by [`runtime()`] |
+//! | `mcp` (default) | MCP servers as tools for `tool_loop` states (an agent's `data.mcp`) under [`mcp`], registered by [`runtime()`] |
 //! | `hooks` (default) | hooks in any language under [`remote_hooks`]: the `webhook` and `command` hook classes, registered by [`runtime()`] |
 //! | `otel` | OpenTelemetry metrics over OTLP under `metrics` |
 //! | `cel` | the `cel` expression engine (`expression_engine: cel`); on in the CLI |
@@ -68,6 +69,9 @@ pub use flatmachines_hooks as remote_hooks;
 #[cfg(feature = "otel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
 pub use flatmachines_hooks::otel as metrics;
+#[cfg(feature = "mcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mcp")))]
+pub use flatmachines_mcp as mcp;
 
 pub use flatmachines_core::{
     AgentError, AgentExecutor, AgentResult, AgentToolCall, ConfigError, ConfigWarning, Context,
@@ -95,6 +99,8 @@ pub fn runtime() -> RuntimeBuilder {
     let builder = Runtime::builder().backend_provider(std::sync::Arc::new(backends::Provider));
     #[cfg(feature = "agents")]
     let builder = builder.agent_adapter(std::sync::Arc::new(agents::FlatAgentAdapter::new()));
+    #[cfg(feature = "mcp")]
+    let builder = builder.tool_servers(std::sync::Arc::new(mcp::McpLauncher::new()));
     #[cfg(feature = "hooks")]
     let builder = register_remote_hooks(builder);
     #[cfg(feature = "distributed")]

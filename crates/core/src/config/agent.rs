@@ -307,18 +307,28 @@ pub struct McpServer {
     /// Its arguments.
     #[serde(default)]
     pub args: Vec<String>,
-    /// Its environment.
+    /// Its environment, added to the variables it inherits.
     #[serde(default)]
     pub env: IndexMap<String, String>,
-    /// Server URL (HTTP transport).
+    /// Its working directory; a relative one resolves against the agent's config directory
+    /// (not in the reference's schema).
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Server URL (streamable HTTP transport).
     #[serde(default)]
     pub server_url: Option<String>,
     /// HTTP headers.
     #[serde(default)]
     pub headers: IndexMap<String, String>,
-    /// Request timeout in seconds.
+    /// Seconds each wait on the server may take: starting and initializing it, each page of
+    /// its tool list, each call (default 60).
     #[serde(default)]
     pub timeout: Option<f64>,
+    /// When true, a state whose agent declares this server fails if the server cannot be
+    /// started or listed; otherwise the agent runs without its tools (not in the reference's
+    /// schema).
+    #[serde(default)]
+    pub required: bool,
 }
 
 /// Allow and deny lists of `server:tool` patterns.

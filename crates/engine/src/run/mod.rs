@@ -20,7 +20,7 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use flatmachines_core::hooks::HookError;
-use flatmachines_core::{ExecutionLock, JsonMap, LaunchIntent, StateError};
+use flatmachines_core::{ExecutionLock, JsonMap, LaunchIntent, StateError, ToolServerPool};
 use flatmachines_expr::{Binding, Scope};
 
 use crate::checkpoint::CheckpointWriter;
@@ -128,6 +128,8 @@ pub(crate) struct Parent {
     pub(crate) chain: Arc<[Arc<str>]>,
     /// How many child machines the whole tree has started, for the `tree_machines` limit.
     pub(crate) started: Arc<AtomicU64>,
+    /// The MCP servers the whole tree shares.
+    pub(crate) tool_pool: Option<Arc<dyn ToolServerPool>>,
     /// The parent already counted this child in `started` (a `foreach` reserves its whole
     /// fan-out at once), so the child must not count itself again.
     pub(crate) counted: bool,
@@ -165,7 +167,7 @@ pub(crate) async fn run_root(
         let mut execution = Execution::new(prepared, 0, execution_id, None, false);
         execution.existing = existing;
         return execution
-            .execute(Begin::Fresh(input), options.max_steps)
+            .execute_tree(Begin::Fresh(input), options.max_steps)
             .await;
     };
     ids::check_execution_id(&parent_id)
@@ -181,6 +183,7 @@ pub(crate) async fn run_root(
             .map(|n| Arc::from(n.as_str()))
             .collect(),
         started: Arc::new(AtomicU64::new(0)),
+        tool_pool: new_tool_pool(&prepared),
         counted: false,
         replacing: false,
     };
@@ -189,8 +192,9 @@ pub(crate) async fn run_root(
     }
     let results = Arc::clone(&prepared.results);
     let machine = prepared.set.machines[0].name.clone();
-    let outcome = Execution::new(prepared, 0, execution_id.clone(), Some(parent), false)
-        .execute(Begin::Fresh(input), options.max_steps)
+    let execution = Execution::new(prepared, 0, execution_id.clone(), Some(parent), false);
+    let outcome = execution
+        .execute_tree(Begin::Fresh(input), options.max_steps)
         .await;
     children::publish_result(&*results, &machine, &execution_id, &outcome).await?;
     outcome
@@ -203,8 +207,16 @@ pub(crate) async fn resume_root(
 ) -> Result<RunOutcome, RunError> {
     ids::check_execution_id(execution_id).map_err(RunError::Input)?;
     Execution::new(prepared, 0, execution_id.to_owned(), None, true)
-        .execute(Begin::Latest, max_steps)
+        .execute_tree(Begin::Latest, max_steps)
         .await
+}
+
+/// A pool for the MCP servers of a new run tree, when the runtime can start any.
+fn new_tool_pool(prepared: &Prepared) -> Option<Arc<dyn ToolServerPool>> {
+    prepared
+        .tool_servers
+        .as_ref()
+        .map(|launcher| launcher.pool(&prepared.set.limits))
 }
 
 /// One execution of one machine.
@@ -221,6 +233,8 @@ pub(crate) struct Execution {
     chain: Arc<[Arc<str>]>,
     /// How many child machines the whole tree has started (shared by every execution in it).
     pub(crate) started: Arc<AtomicU64>,
+    /// The MCP servers the whole tree shares, stopped when the root's run ends.
+    pub(crate) tool_pool: Option<Arc<dyn ToolServerPool>>,
     /// A launched child that failed on a bound of the tree (depth, size): unlike other
     /// background failures it fails this run too, or a recursion through `launch` would end
     /// with exit 0.
@@ -266,6 +280,10 @@ impl Execution {
         let started = parent
             .as_ref()
             .map_or_else(|| Arc::new(AtomicU64::new(0)), |p| Arc::clone(&p.started));
+        let tool_pool = match &parent {
+            Some(parent) => parent.tool_pool.clone(),
+            None => new_tool_pool(&prepared),
+        };
         let existing = match &parent {
             Some(parent) if parent.replacing && !resumed => Existing::Replace,
             _ => Existing::Ignore,
@@ -291,6 +309,7 @@ impl Execution {
             lock_key,
             chain,
             started,
+            tool_pool,
             runaway: None,
             api_calls: 0,
             cost: 0.0,
@@ -301,6 +320,21 @@ impl Execution {
             existing,
             loop_next: None,
         }
+    }
+
+    /// Runs the root of a run tree, then stops the MCP servers the tree started, whatever
+    /// the outcome.
+    async fn execute_tree(
+        self,
+        begin: Begin,
+        max_steps: Option<u64>,
+    ) -> Result<RunOutcome, RunError> {
+        let pool = self.tool_pool.clone();
+        let outcome = self.execute(begin, max_steps).await;
+        if let Some(pool) = pool {
+            pool.shutdown().await;
+        }
+        outcome
     }
 
     /// Runs the execution from its start or from a snapshot. The root of a run tree holds the
@@ -400,6 +434,7 @@ impl Execution {
             lock_key: Arc::clone(&self.lock_key),
             chain: Arc::clone(&self.chain),
             started: Arc::clone(&self.started),
+            tool_pool: self.tool_pool.clone(),
             counted: false,
             replacing: self.existing == Existing::Replace,
         }

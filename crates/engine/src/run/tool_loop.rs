@@ -18,7 +18,7 @@ use tracing::Instrument;
 use flatmachines_core::llm::{FunctionCall, Message, ToolCall};
 use flatmachines_core::observe::RunEvent;
 use flatmachines_core::{
-    AgentResult, AgentToolCall, AgentTurn, Context, JsonMap, StateError, ToolCallId,
+    AgentResult, AgentToolCall, AgentTurn, Context, JsonMap, Limit, StateError, ToolCallId,
     ToolCallResult, ToolError, ToolOutcome, ToolRequest,
 };
 
@@ -125,10 +125,19 @@ impl Execution {
             .render_map(&self.set.templates, &Vars::state(context.shared()))
             .map_err(super::state::template_error)?;
         let bounds = self.bounds(looped, &state.name, context)?;
-        let tools = self
-            .prepared
-            .tools
-            .for_loop(bound.executor.declared_tools(), |tool| looped.permits(tool));
+        let served = match (bound.executor.tool_servers(), &self.tool_pool) {
+            (Some(servers), Some(pool)) if !servers.config.servers.is_empty() => Some(
+                pool.connect(&call.name, servers)
+                    .await
+                    .map_err(|e| state_error(error_types::TOOL_SERVER, e.to_string()))?,
+            ),
+            _ => None,
+        };
+        let tools = self.prepared.tools.for_loop(
+            served.as_ref(),
+            bound.executor.declared_tools(),
+            |tool| looped.permits(tool),
+        );
         let unserved: Vec<&str> = tools.unserved().collect();
         if !unserved.is_empty() {
             tracing::warn!(
@@ -166,7 +175,7 @@ impl Execution {
                 break Stop::CostLimit;
             }
             let mut result = self
-                .turn(&site, &input, &progress, &tools.definitions, false, context)
+                .turn(&site, &input, &progress, &tools, false, context)
                 .await?;
             progress.turns += 1;
             progress.cost += result.total_cost();
@@ -292,7 +301,7 @@ impl Execution {
                 .conversation
                 .push(text_message("user", ANSWER_NOW.to_owned()));
             match self
-                .turn(&site, &input, &progress, &tools.definitions, true, context)
+                .turn(&site, &input, &progress, &tools, true, context)
                 .await
             {
                 Ok(result) => {
@@ -334,14 +343,15 @@ impl Execution {
         site: &LoopSite<'_>,
         input: &JsonMap,
         progress: &Progress,
-        tools: &[flatmachines_core::llm::ToolDefinition],
+        tools: &LoopTools,
         answer_only: bool,
         context: &Context,
     ) -> Result<AgentResult, StateFailure> {
         let turn = AgentTurn {
             input,
             conversation: &progress.conversation,
-            tools,
+            tools: &tools.definitions,
+            catalog: &tools.catalog,
             answer_only,
         };
         let LoopSite {
@@ -414,13 +424,14 @@ impl Execution {
             _ => call.instrument(span).await,
         };
         match result {
-            Ok(Ok(outcome)) => outcome,
+            Ok(Ok(outcome)) => cut_to_limit(outcome, self.set.limits.get(Limit::ToolResultBytes)),
             Ok(Err(ToolError::Unknown(_))) => {
                 ToolOutcome::error(format!("Tool '{name}' does not exist."))
             }
-            Ok(Err(ToolError::Failed(message))) => {
-                ToolOutcome::error(format!("Error executing '{name}': {message}"))
-            }
+            Ok(Err(ToolError::Failed(message))) => cut_to_limit(
+                ToolOutcome::error(format!("Error executing '{name}': {message}")),
+                self.set.limits.get(Limit::ToolResultBytes),
+            ),
             Err(_) => ToolOutcome::error(format!("Error executing '{name}': the tool panicked")),
         }
     }
@@ -653,4 +664,24 @@ fn reply_error(key: &str, expected: &str, found: &Value) -> StateError {
             super::truncated(found, 120)
         ),
     )
+}
+
+/// Cuts a tool result longer than `limit` bytes (`tool_result_bytes`) at a character boundary,
+/// with a note the model reads saying how much was left out.
+fn cut_to_limit(mut outcome: ToolOutcome, limit: u64) -> ToolOutcome {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let total = outcome.content.len();
+    if total <= limit {
+        return outcome;
+    }
+    let mut end = limit;
+    while !outcome.content.is_char_boundary(end) {
+        end -= 1;
+    }
+    outcome.content.truncate(end);
+    outcome.content.push_str(&format!(
+        "\n[The tool result was cut here: it had {total} bytes ({})]",
+        Limit::ToolResultBytes.hint(limit as u64)
+    ));
+    outcome
 }
