@@ -69,6 +69,10 @@ pub(crate) fn run(args: ValidateArgs) -> Result<(), Failure> {
             for diagnostic in &report.diagnostics {
                 println!("{diagnostic}");
             }
+            // What a run of these configs will start or reach, for a reviewer to see.
+            for used in &report.tool_servers {
+                println!("{used}");
+            }
             eprintln!(
                 "{} file(s) checked: {} error(s), {} warning(s)",
                 report.files.len(),

@@ -99,6 +99,48 @@ fn valid_documents_and_the_repository_examples_pass() {
     assert!(report.files.len() >= files.len());
 }
 
+#[test]
+fn the_programs_and_urls_of_mcp_servers_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = dir.path().join("agent.yml");
+    std::fs::write(
+        &agent,
+        r#"spec: flatagent
+spec_version: "1.0.0"
+data:
+  user: u
+  mcp:
+    servers:
+      files: {command: npx, args: ["-y", "@modelcontextprotocol/server-filesystem", "."]}
+      search: {server_url: "https://search.example.com/mcp"}
+    tool_prompt: ""
+"#,
+    )
+    .unwrap();
+    let report = validate_files(std::slice::from_ref(&agent));
+    assert_eq!(report.errors(), 0, "{:?}", report.diagnostics);
+    let listed: Vec<String> = report
+        .tool_servers
+        .iter()
+        .map(|used| {
+            used.to_string()
+                .replace(&agent.display().to_string(), "agent.yml")
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "agent.yml: server `files` starts `npx -y @modelcontextprotocol/server-filesystem .`",
+            "agent.yml: server `search` calls https://search.example.com/mcp",
+        ]
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(
+        json["tool_servers"][1]["calls"],
+        "https://search.example.com/mcp"
+    );
+}
+
 /// Where our schema deliberately differs from the reference's (docs/divergences.md).
 const KNOWN_DIFFERENCES: [(&str, &str); 4] = [
     (

@@ -19,7 +19,6 @@
 //! does so. `docs/tools.md` describes the behaviour in full.
 
 mod content;
-mod filter;
 mod pool;
 mod server;
 
@@ -27,7 +26,6 @@ use std::sync::Arc;
 
 use flatmachines_core::{Limit, Limits, ToolServerLauncher, ToolServerPool};
 
-pub use filter::{check_pattern, permits};
 pub use server::CALL_ID_META_KEY;
 
 /// Starts the MCP servers of each run tree: a runtime's `ToolServerLauncher`.

@@ -16,7 +16,6 @@ use flatmachines_core::{
 };
 
 use crate::content;
-use crate::filter;
 use crate::server::Server;
 
 type Started = Result<Arc<Server>, String>;
@@ -108,7 +107,7 @@ impl ToolServerPool for McpPool {
                 }
             };
             for tool in &server.tools {
-                if !filter::permits(filter, name, &tool.name) {
+                if filter.is_some_and(|f| !f.permits(name, &tool.name)) {
                     continue;
                 }
                 if let Some(other) = tools.entries.iter().find(|e| e.tool == tool.name) {

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use flatmachines_core::ToolCallId;
-use flatmachines_core::config::McpServer;
+use flatmachines_core::config::{McpServer, McpTransport};
 
 /// How long a server gets when none is configured (`timeout`), per wait.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -76,13 +76,17 @@ impl Server {
         base_dir: &Path,
         max_message_bytes: usize,
     ) -> Result<Server, String> {
-        let timeout = timeout_of(definition)?;
+        let transport = definition.transport()?;
+        let timeout = definition
+            .timeout
+            .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+            .unwrap_or(DEFAULT_TIMEOUT);
         let info = ClientConfig::new(
             ClientCapabilities::default(),
             Implementation::new("flatmachines", env!("CARGO_PKG_VERSION")),
         );
-        let (service, process) = match (&definition.command, &definition.server_url) {
-            (Some(command), None) => {
+        let (service, process) = match transport {
+            McpTransport::Stdio { command } => {
                 let (mut child, tail, reader) = spawn(command, definition, base_dir)?;
                 let streams = (child.stdout.take(), child.stdin.take());
                 let process = Process::watch(child, tail, reader);
@@ -104,7 +108,7 @@ impl Server {
                     }
                 }
             }
-            (None, Some(url)) => {
+            McpTransport::Http { url } => {
                 install_crypto_provider();
                 let mut headers = HashMap::new();
                 for (key, value) in &definition.headers {
@@ -114,7 +118,7 @@ impl Server {
                         .map_err(|e| format!("header `{key}` has an invalid value: {e}"))?;
                     headers.insert(key, value);
                 }
-                let config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
+                let config = StreamableHttpClientTransportConfig::with_uri(url)
                     .custom_headers(headers)
                     .max_json_response_size(max_message_bytes)
                     .max_sse_event_size(max_message_bytes);
@@ -129,14 +133,6 @@ impl Server {
                         ));
                     }
                 }
-            }
-            (Some(_), Some(_)) => {
-                return Err(
-                    "it gives both `command` (stdio) and `server_url` (HTTP); keep one".to_owned(),
-                );
-            }
-            (None, None) => {
-                return Err("it gives neither `command` (stdio) nor `server_url` (HTTP)".to_owned());
             }
         };
         let peer = service.peer().clone();
@@ -222,19 +218,6 @@ impl Server {
         if let Some(process) = &self.process {
             process.stop().await;
         }
-    }
-}
-
-/// The server's `timeout`, checked.
-fn timeout_of(definition: &McpServer) -> Result<Duration, String> {
-    match definition.timeout {
-        None => Ok(DEFAULT_TIMEOUT),
-        Some(seconds) => Duration::try_from_secs_f64(seconds)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                format!("`timeout` must be a positive number of seconds, not {seconds}")
-            }),
     }
 }
 

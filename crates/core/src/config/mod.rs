@@ -18,6 +18,7 @@
 mod agent;
 mod error;
 mod machine;
+mod mcp;
 mod profiles;
 mod yaml;
 
@@ -36,6 +37,7 @@ pub use machine::{
     MachineEntry, MachineRef, MachineSettings, MachineTarget, Mode, OnError, OneOrMany,
     PersistenceConfig, StateDefinition, StateKind, ToolLoopOptions, ToolLoopSetting, Transition,
 };
+pub use mcp::McpTransport;
 pub use profiles::{ProfilesConfig, ProfilesData};
 
 use crate::limits::{Limit, Limits};

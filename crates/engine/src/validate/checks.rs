@@ -285,6 +285,9 @@ impl Validator {
             );
             self.push(d);
         }
+        if let Some(mcp) = &config.data.mcp {
+            self.mcp(source, mcp);
+        }
         let dir = dir_of(&source.file);
         let profiles_file = dir.join("profiles.yml");
         let profile = match &config.data.model {
@@ -301,6 +304,77 @@ impl Validator {
         }
         if profiles_file.is_file() {
             self.file(&profiles_file, Some("flatprofiles"));
+        }
+    }
+
+    /// An agent's `mcp:`: each server definition usable, each filter pattern well formed and
+    /// naming a declared server; the programs and URLs are recorded for the report.
+    fn mcp(&mut self, source: &Source, mcp: &flatmachines_core::config::McpConfig) {
+        use flatmachines_core::config::{McpTransport, ToolFilter};
+
+        for (name, server) in &mcp.servers {
+            let pointer = format!("/data/mcp/servers/{}", escape(name));
+            match server.transport() {
+                Err(message) => {
+                    let d = source.diagnostic(
+                        Severity::Error,
+                        &pointer,
+                        format!("MCP server `{name}`: {message}"),
+                    );
+                    self.push(d);
+                }
+                Ok(transport) => {
+                    let (starts, calls) = match transport {
+                        McpTransport::Stdio { command } => {
+                            let line = std::iter::once(command)
+                                .chain(server.args.iter().map(String::as_str))
+                                .collect::<Vec<_>>()
+                                .join(" ");
+                            (Some(line), None)
+                        }
+                        McpTransport::Http { url } => (None, Some(url.to_owned())),
+                    };
+                    if let Some(cwd) = &server.cwd {
+                        let dir = dir_of(&source.file).join(cwd);
+                        if !dir.is_dir() {
+                            let d = source.diagnostic(
+                                Severity::Warning,
+                                &format!("{pointer}/cwd"),
+                                format!(
+                                    "MCP server `{name}` is started in `{cwd}` ({}), which is not a directory",
+                                    super::shown(&dir)
+                                ),
+                            );
+                            self.push(d);
+                        }
+                    }
+                    let used = super::ToolServerUse {
+                        file: source.file.clone(),
+                        server: name.clone(),
+                        starts,
+                        calls,
+                    };
+                    if !self.report.tool_servers.contains(&used) {
+                        self.report.tool_servers.push(used);
+                    }
+                }
+            }
+        }
+        let Some(filter) = &mcp.tool_filter else {
+            return;
+        };
+        for (list, patterns) in [("allow", &filter.allow), ("deny", &filter.deny)] {
+            for (index, pattern) in patterns.iter().flatten().enumerate() {
+                let servers = mcp.servers.keys().map(String::as_str);
+                if let Err(message) = ToolFilter::check_pattern(pattern, servers) {
+                    let d = source.diagnostic(
+                        Severity::Error,
+                        &format!("/data/mcp/tool_filter/{list}/{index}"),
+                        message,
+                    );
+                    self.push(d);
+                }
+            }
         }
     }
 

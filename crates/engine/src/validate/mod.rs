@@ -76,6 +76,35 @@ pub struct Report {
     pub files: Vec<PathBuf>,
     /// What was found, in file order.
     pub diagnostics: Vec<Diagnostic>,
+    /// The MCP servers the configs will start or call, in file order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_servers: Vec<ToolServerUse>,
+}
+
+/// An MCP server an agent declares: the program a run will start, or the URL it will call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ToolServerUse {
+    /// The agent file declaring it.
+    pub file: PathBuf,
+    /// The server's name in `mcp.servers`.
+    pub server: String,
+    /// The command line a run starts (stdio), its arguments joined by spaces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub starts: Option<String>,
+    /// The URL a run calls (streamable HTTP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls: Option<String>,
+}
+
+impl fmt::Display for ToolServerUse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: server `{}` ", self.file.display(), self.server)?;
+        match (&self.starts, &self.calls) {
+            (Some(command), _) => write!(f, "starts `{command}`"),
+            (None, Some(url)) => write!(f, "calls {url}"),
+            (None, None) => Ok(()),
+        }
+    }
 }
 
 impl Report {
