@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::s3_server::{step, venv_bin};
+use crate::s3_server::{fresh_venv_with, step, venv_bin};
 
 /// The `mcp` releases the test server is written against.
 const MCP: &str = "mcp>=1.9,<2";
@@ -70,28 +70,7 @@ fn python_with_mcp(cache: &Path) -> Result<PathBuf, String> {
         "xtask: mcp: installing {MCP} from PyPI into {} (once)",
         venv.display()
     );
-    let system_python = if cfg!(windows) { "python" } else { "python3" };
-    step(
-        Command::new(system_python)
-            .args(["-m", "venv", "--clear"])
-            .arg(&venv),
-        "python3 -m venv (on Debian and Ubuntu it needs the python3-venv package)",
-    )?;
-    step(
-        Command::new(&python).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--timeout",
-            "60",
-            "--retries",
-            "3",
-            MCP,
-        ]),
-        "pip install mcp",
-    )?;
+    fresh_venv_with(&venv, MCP)?;
     if works() {
         Ok(python)
     } else {

@@ -267,16 +267,29 @@ fn moto_server() -> Result<PathBuf, String> {
         "xtask: s3: moto_server is not on PATH; installing {MOTO} from PyPI into {} (once; this takes a minute)",
         venv.display()
     );
+    fresh_venv_with(&venv, MOTO)?;
+    if runs(&cached) {
+        Ok(cached)
+    } else {
+        Err(format!(
+            "{} does not run after installing",
+            cached.display()
+        ))
+    }
+}
+
+/// (Re)creates the virtualenv `venv` and installs `requirement` into it from PyPI.
+/// `--clear`: an install cut off earlier leaves a venv without a working package.
+pub(crate) fn fresh_venv_with(venv: &Path, requirement: &str) -> Result<(), String> {
     let python = if cfg!(windows) { "python" } else { "python3" };
-    // `--clear`: an install cut off earlier leaves a venv without a working moto.
     step(
         Command::new(python)
             .args(["-m", "venv", "--clear"])
-            .arg(&venv),
+            .arg(venv),
         "python3 -m venv (on Debian and Ubuntu it needs the python3-venv package)",
     )?;
     step(
-        Command::new(venv_bin(&venv, "python")).args([
+        Command::new(venv_bin(venv, "python")).args([
             "-m",
             "pip",
             "install",
@@ -287,18 +300,10 @@ fn moto_server() -> Result<PathBuf, String> {
             "60",
             "--retries",
             "3",
-            MOTO,
+            requirement,
         ]),
-        "pip install moto[server]",
-    )?;
-    if runs(&cached) {
-        Ok(cached)
-    } else {
-        Err(format!(
-            "{} does not run after installing",
-            cached.display()
-        ))
-    }
+        &format!("pip install {requirement}"),
+    )
 }
 
 pub(crate) fn step(command: &mut Command, what: &str) -> Result<(), String> {

@@ -337,3 +337,79 @@ data:
     );
     assert_no_process_left(&marker);
 }
+
+/// A one-state machine running `solver` in a tool loop, its answer as the output.
+const ONE_LOOP: &str = r#"spec: flatmachine
+spec_version: "1.0.0"
+data:
+  name: one-loop
+  agents: {solver: ./solver.yml}
+  states:
+    solve:
+      type: initial
+      agent: solver
+      input: {task: x}
+      tool_loop: {max_turns: 3}
+      output_to_context: {answer: "{{ output.content }}"}
+      transitions: [{to: done}]
+    done:
+      type: final
+      output: {answer: "{{ context.answer }}"}
+"#;
+
+#[tokio::test]
+async fn the_model_calls_a_server_over_streamable_http() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("calls.jsonl");
+    let marker = marker();
+    let server = HttpServer::start(&python, &log, &marker);
+    let (mock, _) = model(vec![("add", json!({"a": 20, "b": 22}))]).await;
+    profiles(dir.path(), &mock);
+    write(
+        dir.path(),
+        "solver.yml",
+        &agent(&format!(
+            "{{calc: {{server_url: '{}', timeout: 20}}}}",
+            server.url
+        )),
+    );
+    write(dir.path(), "machine.yml", ONE_LOOP);
+    let outcome = run(&dir.path().join("machine.yml")).await;
+    assert_eq!(outcome.output, json!({"answer": "Results: 42"}));
+    let calls = logged_calls(&log);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(
+        calls[0].2.as_deref(),
+        Some(format!("{}/1/1/0", outcome.execution_id).as_str())
+    );
+    drop(server);
+    assert_no_process_left(&marker);
+}
+
+#[tokio::test]
+async fn the_model_calls_the_everything_server_from_npm() {
+    let Some(everything) = everything() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let marker = marker();
+    let (mock, bodies) = model(vec![("echo", json!({"message": "over stdio"}))]).await;
+    profiles(dir.path(), &mock);
+    write(
+        dir.path(),
+        "solver.yml",
+        &agent(&format!(
+            "{{everything: {{command: '{}', args: [stdio], env: {{FM_TEST_MARKER: '{marker}'}}, timeout: 30}}}}",
+            everything.display()
+        )),
+    );
+    write(dir.path(), "machine.yml", ONE_LOOP);
+    let outcome = run(&dir.path().join("machine.yml")).await;
+    assert_eq!(
+        outcome.output,
+        json!({"answer": "Results: Echo: over stdio"})
+    );
+    assert_eq!(bodies.lock().unwrap().len(), 2);
+    assert_no_process_left(&marker);
+}
