@@ -85,6 +85,11 @@ pub enum CheckpointEvent {
     /// After launch intents were recorded and before the children start (outbox). Written
     /// whenever persistence is on, whatever `checkpoint_on` says.
     Launch,
+    /// After a state's agent answered (a plain call, or a whole tool loop), before the
+    /// answer is used: `output` holds it, so that a resumed execution uses it rather than
+    /// call the agent again. Written whenever persistence is on, whatever `checkpoint_on`
+    /// says.
+    AgentResult,
     /// After a state's work finished.
     StateExit,
     /// After the loop ended, with the final output.
@@ -93,11 +98,12 @@ pub enum CheckpointEvent {
 
 impl CheckpointEvent {
     /// Every event, in the order they occur.
-    pub const ALL: [CheckpointEvent; 6] = [
+    pub const ALL: [CheckpointEvent; 7] = [
         CheckpointEvent::MachineStart,
         CheckpointEvent::StateEnter,
         CheckpointEvent::Execute,
         CheckpointEvent::Launch,
+        CheckpointEvent::AgentResult,
         CheckpointEvent::StateExit,
         CheckpointEvent::MachineEnd,
     ];
@@ -118,6 +124,7 @@ impl CheckpointEvent {
             CheckpointEvent::StateEnter => "state_enter",
             CheckpointEvent::Execute => "execute",
             CheckpointEvent::Launch => "launch",
+            CheckpointEvent::AgentResult => "agent_result",
             CheckpointEvent::StateExit => "state_exit",
             CheckpointEvent::MachineEnd => "machine_end",
         }
@@ -133,7 +140,7 @@ impl fmt::Display for CheckpointEvent {
 /// The name is not a checkpoint event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown checkpoint event `{0}` (expected machine_start, state_enter, execute, launch, state_exit or machine_end)"
+    "unknown checkpoint event `{0}` (expected machine_start, state_enter, execute, launch, agent_result, state_exit or machine_end)"
 )]
 pub struct UnknownEvent(pub String);
 

@@ -92,10 +92,15 @@ impl CheckpointPolicy {
         1 << (event as u8)
     }
 
-    /// Whether `event` is checkpointed. The outbox (`launch`) always is when persistence is
-    /// on: it is what makes launches exactly-once.
+    /// Whether `event` is checkpointed. The outbox (`launch`) and the agent's answer
+    /// (`agent_result`) always are when persistence is on: they are what make launches
+    /// exactly-once and keep a resume from calling the agent again.
     pub(crate) fn wants(self, event: CheckpointEvent) -> bool {
-        self.enabled && (event == CheckpointEvent::Launch || self.events & Self::bit(event) != 0)
+        self.enabled
+            && (matches!(
+                event,
+                CheckpointEvent::Launch | CheckpointEvent::AgentResult
+            ) || self.events & Self::bit(event) != 0)
     }
 }
 

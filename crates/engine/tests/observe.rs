@@ -189,7 +189,15 @@ async fn observers_hear_every_execution_in_order() {
         .iter()
         .map(String::as_str)
         .filter(|line| !line.contains("kid") && !line.starts_with("agent doubler"))
+        .filter(|line| *line != "checkpoint agent_result ok=true")
         .collect();
+    // An answer is checkpointed whatever `checkpoint_on` says (the children here keep no
+    // checkpoints).
+    let answers = lines
+        .iter()
+        .filter(|line| *line == "checkpoint agent_result ok=true")
+        .count();
+    assert_eq!(answers, 1, "{lines:?}");
     // The two children finish in either order; each is reported once.
     let children: Vec<&str> = root.drain(7..9).collect();
     assert!(

@@ -409,3 +409,97 @@ async fn stores_that_cannot_resume_say_why() {
     assert_eq!(outcome.output, json!({"n": 2}));
     insta::assert_snapshot!(messages.join("\n"));
 }
+
+const ASK: &str = r#"
+spec: flatmachine
+spec_version: "1.0.0"
+data:
+  name: ask
+  agents: {oracle: {type: test}}
+  states:
+    ask:
+      type: initial
+      agent: oracle
+      input: {item: 7}
+      output_to_context: {done: "{{ output.done }}"}
+      transitions: [{to: end}]
+    end: {type: final, output: {done: "{{ context.done }}"}}
+"#;
+
+/// A store that dies (an error, as a killed process would write nothing) on every write of a
+/// `state_exit` snapshot while `dying` is set.
+#[derive(Debug)]
+struct DiesAtStateExit {
+    inner: MemoryBackend,
+    dying: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl PersistenceBackend for DiesAtStateExit {
+    async fn save(&self, key: &str, value: Bytes) -> Result<(), flatmachines_core::Error> {
+        self.save_many(&[(key, value)]).await
+    }
+
+    async fn save_many(&self, entries: &[(&str, Bytes)]) -> Result<(), flatmachines_core::Error> {
+        let exits = entries
+            .iter()
+            .any(|(key, _)| key.ends_with("_state_exit.json"));
+        if exits && self.dying.load(Ordering::SeqCst) {
+            return Err(flatmachines_core::Error::backend(
+                "test",
+                "the process died here",
+            ));
+        }
+        self.inner.save_many(entries).await
+    }
+
+    async fn load(&self, key: &str) -> Result<Option<Bytes>, flatmachines_core::Error> {
+        self.inner.load(key).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), flatmachines_core::Error> {
+        self.inner.delete(key).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, flatmachines_core::Error> {
+        self.inner.list(prefix).await
+    }
+}
+
+#[tokio::test]
+async fn an_answer_recorded_before_a_crash_is_not_asked_for_again() {
+    let calls = Arc::new(AtomicU64::new(0));
+    let store = Arc::new(DiesAtStateExit {
+        inner: MemoryBackend::new(),
+        dying: true.into(),
+    });
+    let machine = Machine::from_yaml(ASK, ".").unwrap();
+    let runner = Runtime::builder()
+        .persistence(store.clone())
+        .agent("oracle", counting_agent(Arc::clone(&calls), None))
+        .build()
+        .prepare(&machine)
+        .unwrap();
+    let error = runner
+        .run(common::object(json!({})), options("asked", None))
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("the process died here"),
+        "{error}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let latest = load_latest(&*store, "asked").await.unwrap().unwrap();
+    assert_eq!(latest.event.as_deref(), Some("agent_result"));
+    assert_eq!(latest.current_state, "ask");
+    assert_eq!(latest.output, Some(json!({"done": 7})));
+
+    store.dying.store(false, Ordering::SeqCst);
+    let resumed = runner.resume("asked", None).await.unwrap();
+    assert_eq!(resumed.output, json!({"done": 7}));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the agent was called again"
+    );
+}

@@ -324,14 +324,15 @@ async fn a_run_is_recorded_as_metrics() {
         4
     );
     // Every checkpoint the default policy writes: machine_start, then state_enter, execute
-    // and state_exit per step, then machine_end; for the root and each child.
+    // and state_exit per step, then machine_end; for the root and each child. And one
+    // agent_result per answer of the writer (four).
     assert_eq!(
         recorded(
             metrics,
             "flatagents.checkpoint.write.duration",
             &[("status", "success")]
         ),
-        (1 + 3 * 4 + 1) + 2 * (1 + 3 * 2 + 1) + (1 + 2)
+        (1 + 3 * 4 + 1) + 2 * (1 + 3 * 2 + 1) + (1 + 2) + 4
     );
     assert_eq!(
         counter(

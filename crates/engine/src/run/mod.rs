@@ -253,6 +253,9 @@ pub(crate) struct Execution {
     /// The state a tool loop's conditional transition chose mid-loop, taken by the step loop
     /// instead of evaluating the transitions again.
     loop_next: Option<usize>,
+    /// The agent's answer recorded by an `agent_result` checkpoint, as `(state, step,
+    /// answer)`: the resumed state uses it instead of calling the agent again.
+    recorded_answer: Option<(usize, u64, Value)>,
 }
 
 impl Execution {
@@ -319,6 +322,7 @@ impl Execution {
             resumed,
             existing,
             loop_next: None,
+            recorded_answer: None,
         }
     }
 

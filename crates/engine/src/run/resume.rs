@@ -7,6 +7,7 @@
 //! | `machine_end` | nothing: the stored output is the outcome |
 //! | `machine_start` | the initial state |
 //! | `state_enter`, `execute`, `launch` | that state again, as the same step |
+//! | `agent_result` | that state again, as the same step, with the recorded answer instead of a new agent call |
 //! | `state_exit` | the transition out of that state (or the end, for a final state) |
 //!
 //! Repeating a state keeps its step number, so the children it starts get the ids they got the
@@ -226,6 +227,15 @@ impl Execution {
                     context,
                     at: At::State(next),
                     step,
+                }
+            }
+            // The agent had answered: the state runs again, and takes the recorded answer.
+            CheckpointEvent::AgentResult => {
+                self.recorded_answer = Some((state, step, output));
+                Start {
+                    context,
+                    at: At::State(state),
+                    step: step.saturating_sub(1),
                 }
             }
             // The state had not finished: it runs again as the same step.

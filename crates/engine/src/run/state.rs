@@ -71,6 +71,16 @@ impl Execution {
         }
 
         if let Some(call) = &state.agent {
+            if let Some(answer) = self.take_recorded_answer(index, step) {
+                tracing::info!(
+                    state = %state.name,
+                    agent = %call.name,
+                    step,
+                    "the agent's answer was recorded before the interruption; it is used, and the agent is not called again"
+                );
+                self.apply_output(state, &answer, context)?;
+                return Ok(Some(answer));
+            }
             let Some(bound) = self.prepared.machines[self.machine]
                 .agents
                 .get(index)
@@ -99,6 +109,12 @@ impl Execution {
                         context,
                     )
                     .await?;
+                // A loop that chose its next state mid-loop is not recorded: the choice would
+                // be lost, and the state is run again instead.
+                if self.loop_next.is_none() {
+                    self.record_answer(definition, state, step, context, &result)
+                        .await?;
+                }
                 self.apply_output(state, &result, context)?;
                 return Ok(Some(result));
             }
@@ -120,6 +136,8 @@ impl Execution {
             self.api_calls += result.api_calls();
             self.cost += result.total_cost();
             let result = Value::Object(result.output_payload());
+            self.record_answer(definition, state, step, context, &result)
+                .await?;
             self.apply_output(state, &result, context)?;
             output = Some(result);
         }
@@ -131,6 +149,37 @@ impl Execution {
             output = Some(rendered);
         }
         Ok(output)
+    }
+
+    /// The answer an `agent_result` checkpoint recorded for state `index` at `step`, once.
+    fn take_recorded_answer(&mut self, index: usize, step: u64) -> Option<Value> {
+        match self.recorded_answer.take() {
+            Some((state, at, answer)) if state == index && at == step => Some(answer),
+            _ => None,
+        }
+    }
+
+    /// Checkpoints the agent's `answer` (`agent_result`) before anything uses it: from here a
+    /// crash resumes with the answer rather than a second call. A write that fails is fatal,
+    /// as for the outbox.
+    async fn record_answer(
+        &mut self,
+        definition: &MachineDef,
+        state: &StateDef,
+        step: u64,
+        context: &Context,
+        answer: &Value,
+    ) -> Result<(), StateFailure> {
+        self.checkpoint(
+            definition,
+            CheckpointEvent::AgentResult,
+            &state.name,
+            step,
+            context,
+            Some(answer),
+        )
+        .await
+        .map_err(|error| StateFailure { error, fatal: true })
     }
 
     /// `output_to_context`: each entry sees the context as updated by the entries before it.
