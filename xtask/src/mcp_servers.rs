@@ -3,39 +3,23 @@
 //! once into the project's cache and found there by the tests, through the variables
 //! [`prepare`] returns.
 
-use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::s3_server::{fresh_venv_with, step, venv_bin};
+use crate::s3_server::{cache_dir, fresh_venv_with, install_lock, step, venv_bin};
 
 /// The `mcp` releases the test server is written against.
 const MCP: &str = "mcp>=1.9,<2";
 /// The npm server, pinned so that its tool list does not change under the tests.
 const EVERYTHING: &str = "@modelcontextprotocol/server-everything@2026.8.31";
 
-/// Where the servers are kept between runs (the tests look here too).
-fn cache_dir() -> PathBuf {
-    env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .unwrap_or_else(env::temp_dir)
-        .join("flatmachines-rs")
-        .join("mcp")
-}
-
 /// Installs what is missing and returns `FLATMACHINES_TEST_MCP_PYTHON` and
 /// `FLATMACHINES_TEST_MCP_EVERYTHING` for the tests.
 pub(crate) fn prepare() -> Result<Vec<(String, String)>, String> {
-    let cache = cache_dir();
-    fs::create_dir_all(&cache).map_err(|e| format!("cannot create {}: {e}", cache.display()))?;
-    // One installer at a time: concurrent runs wait here, then find the servers installed.
-    let lock_path = cache.join("install.lock");
-    let lock = fs::File::create(&lock_path)
-        .map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+    // The tests find the servers here too (`crates/mcp/tests/support`).
+    let cache = cache_dir("mcp");
+    let _lock = install_lock(&cache)?;
     let python = python_with_mcp(&cache)?;
     let everything = everything_server(&cache)?;
     Ok(vec![

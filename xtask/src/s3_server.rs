@@ -213,13 +213,25 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("no free port on 127.0.0.1: {e}"))
 }
 
-/// Where the virtualenv holding moto and the servers' logs are kept between runs.
-fn cache_dir() -> PathBuf {
+/// Where the installs of `tool` (`moto`, `mcp`) and its servers' logs are kept between runs.
+pub(crate) fn cache_dir(tool: &str) -> PathBuf {
     let base = env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
         .unwrap_or_else(env::temp_dir);
-    base.join("flatmachines-rs").join("moto")
+    base.join("flatmachines-rs").join(tool)
+}
+
+/// Creates `cache` and takes its install lock, held until the file is dropped: one installer
+/// at a time, so concurrent runs wait here, then find the install done.
+pub(crate) fn install_lock(cache: &Path) -> Result<fs::File, String> {
+    fs::create_dir_all(cache).map_err(|e| format!("cannot create {}: {e}", cache.display()))?;
+    let lock_path = cache.join("install.lock");
+    let lock = fs::File::create(&lock_path)
+        .map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+    Ok(lock)
 }
 
 pub(crate) fn venv_bin(venv: &Path, program: &str) -> PathBuf {
@@ -247,19 +259,13 @@ fn moto_server() -> Result<PathBuf, String> {
     if runs(&on_path) {
         return Ok(on_path);
     }
-    let cache = cache_dir();
+    let cache = cache_dir("moto");
     let venv = cache.join("venv");
     let cached = venv_bin(&venv, "moto_server");
     if runs(&cached) {
         return Ok(cached);
     }
-    fs::create_dir_all(&cache).map_err(|e| format!("cannot create {}: {e}", cache.display()))?;
-    // One installer at a time: concurrent runs wait here, then find moto installed.
-    let lock_path = cache.join("install.lock");
-    let lock = fs::File::create(&lock_path)
-        .map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+    let _lock = install_lock(&cache)?;
     if runs(&cached) {
         return Ok(cached);
     }
@@ -329,7 +335,7 @@ enum Start {
 /// Starts moto on 127.0.0.1:`port`, its log in the cache directory, and waits (bounded) until
 /// it answers.
 fn start(moto: &Path, port: u16) -> Result<Started, Start> {
-    let cache = cache_dir();
+    let cache = cache_dir("moto");
     let _ = fs::create_dir_all(&cache);
     let log_path = cache.join(format!("moto-{port}.log"));
     let log = fs::File::create(&log_path)
