@@ -303,6 +303,11 @@ fn kill_one_worker_mid_job(store_url: &str) {
             "never caught the victim holding a job"
         );
         signal(&workers[0].child, "STOP");
+        // A stopped process sends nothing more, but a statement it had already written to the
+        // socket (a claim, a completion's COMMIT) is still carried out by the server. Let those
+        // land before reading what the victim holds, or the read can see a job as still
+        // claimed that the server is about to mark done.
+        std::thread::sleep(Duration::from_millis(150));
         let held = probe.held_by(&rt, &ids, &victim);
         if let [job] = held.as_slice() {
             break job.clone();
