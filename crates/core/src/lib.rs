@@ -58,7 +58,9 @@ pub use lock::ExecutionLock;
 pub use observe::{RunEvent, RunObserver};
 pub use persistence::{PersistenceBackend, validate_key, validate_prefix};
 pub use results::{ReadOptions, ResultBackend, ResultUri, result_uri};
-pub use snapshot::{CheckpointEvent, LaunchIntent, MachineSnapshot};
+pub use snapshot::{
+    CheckpointEvent, LaunchIntent, MachineSnapshot, ToolLoopJournal, ToolLoopState,
+};
 pub use tool_servers::{
     DeclaredServers, ServedTools, ToolInfo, ToolServerError, ToolServerLauncher, ToolServerPool,
 };

@@ -1,4 +1,5 @@
-//! Checkpoint wire types: [`MachineSnapshot`] and the outbox's [`LaunchIntent`].
+//! Checkpoint wire types: [`MachineSnapshot`], the outbox's [`LaunchIntent`] and a tool loop's
+//! journal, [`ToolLoopState`].
 //!
 //! Field names and order follow the spec and the Python reference, which writes every field,
 //! `null` included. Readers accept a missing optional field as `null`, so snapshots round-trip in
@@ -49,6 +50,64 @@ pub struct MachineSnapshot {
     /// The outbox: launches recorded before they were started.
     #[serde(default)]
     pub pending_launches: Option<Vec<LaunchIntent>>,
+    /// A running tool loop's progress (`tool_call` snapshots; upstream 4.x's field). Not
+    /// written when absent, so that snapshots of machines without tool loops keep the 1.0.0
+    /// shape, which 1.0.0 readers require field for field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_loop_state: Option<ToolLoopState>,
+}
+
+/// A tool loop's progress, written at each `tool_call` checkpoint: upstream 4.x's
+/// `{chain, turns, tool_calls_count, loop_cost}`, and the `journal` this runtime continues
+/// the loop from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ToolLoopState {
+    /// The conversation of the loop so far, as OpenAI-style chat messages. Ours starts with
+    /// the first assistant turn (the prompt is rendered from `journal.input`); upstream's
+    /// starts with the rendered user prompt.
+    #[serde(default)]
+    pub chain: Vec<Value>,
+    /// Model turns made.
+    #[serde(default)]
+    pub turns: u64,
+    /// Tool calls made.
+    #[serde(default)]
+    pub tool_calls_count: u64,
+    /// What the loop's turns cost.
+    #[serde(default)]
+    pub loop_cost: f64,
+    /// What a resume needs to continue the loop where it stopped. Upstream does not write it
+    /// (nor continue loops): a snapshot without it runs the state again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<ToolLoopJournal>,
+}
+
+/// Where in its current turn a tool loop stood at a `tool_call` checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ToolLoopJournal {
+    /// The agent the loop runs, as the state names it.
+    pub agent: String,
+    /// The agent's input, as rendered when the loop started.
+    pub input: JsonMap,
+    /// The tool calls the last turn asked for.
+    #[serde(default)]
+    pub calls: Vec<crate::AgentToolCall>,
+    /// How many of `calls` have been answered; absent when the turn was just recorded and its
+    /// calls were not yet handed to `on_tool_calls`.
+    #[serde(default)]
+    pub answered: Option<u64>,
+    /// The calls `on_tool_calls` asked to skip in this turn (`_skip_tools`).
+    #[serde(default)]
+    pub skip: Vec<String>,
+    /// The text of the last turn that had one.
+    #[serde(default)]
+    pub content: Option<String>,
+    /// The structured output of the last turn that had one.
+    #[serde(default)]
+    pub structured: Option<JsonMap>,
+    /// Seconds the loop had run, counted against `total_timeout` after a resume.
+    #[serde(default)]
+    pub elapsed_seconds: f64,
 }
 
 impl MachineSnapshot {
@@ -90,6 +149,11 @@ pub enum CheckpointEvent {
     /// call the agent again. Written whenever persistence is on, whatever `checkpoint_on`
     /// says.
     AgentResult,
+    /// In a tool loop, after each model turn and each tool result (and its `on_tool_result`
+    /// hook), before either is used: `tool_loop_state` holds the loop's journal, so that a
+    /// resumed execution continues the loop without making a recorded turn or call again.
+    /// Written whenever persistence is on, whatever `checkpoint_on` says.
+    ToolCall,
     /// After a state's work finished.
     StateExit,
     /// After the loop ended, with the final output.
@@ -98,11 +162,12 @@ pub enum CheckpointEvent {
 
 impl CheckpointEvent {
     /// Every event, in the order they occur.
-    pub const ALL: [CheckpointEvent; 7] = [
+    pub const ALL: [CheckpointEvent; 8] = [
         CheckpointEvent::MachineStart,
         CheckpointEvent::StateEnter,
         CheckpointEvent::Execute,
         CheckpointEvent::Launch,
+        CheckpointEvent::ToolCall,
         CheckpointEvent::AgentResult,
         CheckpointEvent::StateExit,
         CheckpointEvent::MachineEnd,
@@ -125,6 +190,7 @@ impl CheckpointEvent {
             CheckpointEvent::Execute => "execute",
             CheckpointEvent::Launch => "launch",
             CheckpointEvent::AgentResult => "agent_result",
+            CheckpointEvent::ToolCall => "tool_call",
             CheckpointEvent::StateExit => "state_exit",
             CheckpointEvent::MachineEnd => "machine_end",
         }
@@ -140,7 +206,7 @@ impl fmt::Display for CheckpointEvent {
 /// The name is not a checkpoint event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown checkpoint event `{0}` (expected machine_start, state_enter, execute, launch, agent_result, state_exit or machine_end)"
+    "unknown checkpoint event `{0}` (expected machine_start, state_enter, execute, launch, tool_call, agent_result, state_exit or machine_end)"
 )]
 pub struct UnknownEvent(pub String);
 
@@ -199,12 +265,29 @@ mod tests {
             total_cost: None,
             parent_execution_id: None,
             pending_launches: None,
+            tool_loop_state: None,
         };
         let text = serde_json::to_string(&snapshot).unwrap();
         assert_eq!(
             text,
             r#"{"execution_id":"e","machine_name":"m","spec_version":"1.0.0","current_state":"s","context":{},"step":1,"created_at":"t","event":null,"output":null,"total_api_calls":null,"total_cost":null,"parent_execution_id":null,"pending_launches":null}"#
         );
+    }
+
+    #[test]
+    fn reads_an_upstream_tool_loop_state_without_a_journal() {
+        let text = r#"{"execution_id": "e1", "machine_name": "m", "spec_version": "4.2.1",
+            "current_state": "work", "context": {}, "step": 2, "created_at": "t",
+            "event": "tool_call", "waiting_channel": null, "config_hash": "abc",
+            "tool_loop_state": {"chain": [{"role": "user", "content": "hi"},
+                {"role": "assistant", "content": null, "tool_calls": []}],
+                "turns": 1, "tool_calls_count": 1, "loop_cost": 0.25}}"#;
+        let snapshot: MachineSnapshot = serde_json::from_str(text).unwrap();
+        assert_eq!(snapshot.checkpoint_event(), Some(CheckpointEvent::ToolCall));
+        let state = snapshot.tool_loop_state.unwrap();
+        assert_eq!((state.turns, state.tool_calls_count), (1, 1));
+        assert_eq!(state.chain.len(), 2);
+        assert_eq!(state.journal, None);
     }
 
     #[test]

@@ -92,14 +92,15 @@ impl CheckpointPolicy {
         1 << (event as u8)
     }
 
-    /// Whether `event` is checkpointed. The outbox (`launch`) and the agent's answer
-    /// (`agent_result`) always are when persistence is on: they are what make launches
-    /// exactly-once and keep a resume from calling the agent again.
+    /// Whether `event` is checkpointed. The outbox (`launch`), the agent's answer
+    /// (`agent_result`) and the tool loop's journal (`tool_call`) always are when persistence
+    /// is on: they are what make launches exactly-once and keep a resume from calling the
+    /// agent or a tool again.
     pub(crate) fn wants(self, event: CheckpointEvent) -> bool {
         self.enabled
             && (matches!(
                 event,
-                CheckpointEvent::Launch | CheckpointEvent::AgentResult
+                CheckpointEvent::Launch | CheckpointEvent::AgentResult | CheckpointEvent::ToolCall
             ) || self.events & Self::bit(event) != 0)
     }
 }

@@ -14,7 +14,10 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use flatmachines_core::{CheckpointEvent, Context, Error, LaunchIntent, PersistenceBackend};
+use flatmachines_core::llm::Message;
+use flatmachines_core::{
+    CheckpointEvent, Context, Error, LaunchIntent, PersistenceBackend, ToolLoopJournal,
+};
 
 mod store;
 
@@ -50,6 +53,18 @@ struct SnapshotRecord<'a> {
     total_cost: f64,
     parent_execution_id: Option<&'a str>,
     pending_launches: Option<&'a [LaunchIntent]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_loop_state: Option<&'a ToolLoopRecord<'a>>,
+}
+
+/// A running tool loop's `tool_loop_state`, borrowed from the loop as it is written.
+#[derive(Serialize)]
+pub(crate) struct ToolLoopRecord<'a> {
+    pub(crate) chain: &'a [Message],
+    pub(crate) turns: u64,
+    pub(crate) tool_calls_count: u64,
+    pub(crate) loop_cost: f64,
+    pub(crate) journal: &'a ToolLoopJournal,
 }
 
 /// A buffer grown past this by one large snapshot is released rather than kept per thread.
@@ -68,6 +83,7 @@ pub(crate) struct CheckpointData<'a> {
     pub(crate) total_api_calls: u64,
     pub(crate) total_cost: f64,
     pub(crate) pending_launches: &'a [LaunchIntent],
+    pub(crate) tool_loop_state: Option<&'a ToolLoopRecord<'a>>,
 }
 
 /// Writes one execution's checkpoints.
@@ -169,6 +185,7 @@ impl CheckpointWriter {
             total_cost: data.total_cost,
             parent_execution_id: self.parent_execution_id.as_deref(),
             pending_launches: (!data.pending_launches.is_empty()).then_some(data.pending_launches),
+            tool_loop_state: data.tool_loop_state,
         };
         // Encoding into a reused buffer and copying out once gives an exactly sized value
         // without the reallocations of a growing vector.

@@ -10,6 +10,7 @@ mod resume;
 mod state;
 mod step_loop;
 mod telemetry;
+mod tool_journal;
 mod tool_loop;
 
 use std::sync::Arc;
@@ -20,7 +21,9 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use flatmachines_core::hooks::HookError;
-use flatmachines_core::{ExecutionLock, JsonMap, LaunchIntent, StateError, ToolServerPool};
+use flatmachines_core::{
+    ExecutionLock, JsonMap, LaunchIntent, StateError, ToolLoopState, ToolServerPool,
+};
 use flatmachines_expr::{Binding, Scope};
 
 use crate::checkpoint::CheckpointWriter;
@@ -256,6 +259,9 @@ pub(crate) struct Execution {
     /// The agent's answer recorded by an `agent_result` checkpoint, as `(state, step,
     /// answer)`: the resumed state uses it instead of calling the agent again.
     recorded_answer: Option<(usize, u64, Value)>,
+    /// A tool loop's journal recorded by a `tool_call` checkpoint, as `(state, step,
+    /// journal)`: the resumed state's loop continues from it.
+    recorded_loop: Option<(usize, u64, ToolLoopState)>,
 }
 
 impl Execution {
@@ -323,6 +329,7 @@ impl Execution {
             existing,
             loop_next: None,
             recorded_answer: None,
+            recorded_loop: None,
         }
     }
 

@@ -7,6 +7,7 @@
 //! | `machine_end` | nothing: the stored output is the outcome |
 //! | `machine_start` | the initial state |
 //! | `state_enter`, `execute`, `launch` | that state again, as the same step |
+//! | `tool_call` | that state again, as the same step, its tool loop continuing from the journal (upstream's snapshots, which have none, run the state again) |
 //! | `agent_result` | that state again, as the same step, with the recorded answer instead of a new agent call |
 //! | `state_exit` | the transition out of that state (or the end, for a final state) |
 //!
@@ -232,6 +233,25 @@ impl Execution {
             // The agent had answered: the state runs again, and takes the recorded answer.
             CheckpointEvent::AgentResult => {
                 self.recorded_answer = Some((state, step, output));
+                Start {
+                    context,
+                    at: At::State(state),
+                    step: step.saturating_sub(1),
+                }
+            }
+            // The loop was under way: the state runs again, and its loop continues.
+            CheckpointEvent::ToolCall => {
+                match snapshot.tool_loop_state {
+                    Some(journaled) if journaled.journal.is_some() => {
+                        self.recorded_loop = Some((state, step, journaled));
+                    }
+                    _ => tracing::warn!(
+                        machine = %definition.name,
+                        execution_id = %self.id,
+                        state = %definition.states[state].name,
+                        "the `tool_call` snapshot has no journal this runtime can continue from (upstream writes none): the state runs again, its tool loop from the start"
+                    ),
+                }
                 Start {
                     context,
                     at: At::State(state),

@@ -38,6 +38,13 @@ impl Execution {
     ) -> Result<Option<Value>, StateFailure> {
         let state = &definition.states[index];
         let mut output = None;
+        // What a checkpoint recorded of this state's agent, taken now: left for later, it
+        // would keep the step loop from checkpointing the states that follow.
+        let recorded_answer = self.take_recorded_answer(index, step);
+        let journaled = match self.recorded_loop.take() {
+            Some((at, at_step, recorded)) if at == index && at_step == step => Some(recorded),
+            _ => None,
+        };
 
         if let Some(action) = &state.action {
             let hooks = self.prepared.machines[self.machine].hooks.clone();
@@ -71,7 +78,7 @@ impl Execution {
         }
 
         if let Some(call) = &state.agent {
-            if let Some(answer) = self.take_recorded_answer(index, step) {
+            if let Some(answer) = recorded_answer {
                 tracing::info!(
                     state = %state.name,
                     agent = %call.name,
@@ -106,6 +113,7 @@ impl Execution {
                             bound,
                         },
                         looped,
+                        journaled,
                         context,
                     )
                     .await?;

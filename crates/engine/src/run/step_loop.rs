@@ -15,7 +15,7 @@ use super::{
     ChildReport, ConditionScope, Execution, RunOutcome, RunStatus, StateFailure, backend_error,
     hook_error,
 };
-use crate::checkpoint::CheckpointData;
+use crate::checkpoint::{CheckpointData, ToolLoopRecord};
 use crate::definition::MachineDef;
 use crate::error::{RunError, error_types, state_error};
 use crate::runtime::DEFAULT_MAX_STEPS;
@@ -367,6 +367,22 @@ impl Execution {
         context: &Context,
         output: Option<&Value>,
     ) -> Result<(), StateError> {
+        self.checkpoint_with(definition, event, state, step, context, output, None)
+            .await
+    }
+
+    /// [`checkpoint`](Self::checkpoint), with a tool loop's journal.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn checkpoint_with(
+        &mut self,
+        definition: &MachineDef,
+        event: CheckpointEvent,
+        state: &str,
+        step: u64,
+        context: &Context,
+        output: Option<&Value>,
+        tool_loop_state: Option<&ToolLoopRecord<'_>>,
+    ) -> Result<(), StateError> {
         if !self.background.is_empty() {
             self.collect_finished_background();
         }
@@ -374,6 +390,16 @@ impl Execution {
             return Ok(());
         };
         if !definition.checkpoints.wants(event) {
+            return Ok(());
+        }
+        // A state run again to take a recorded answer or continue a journaled loop does not
+        // checkpoint its entry: `latest` would move back before the record, and a second
+        // crash would make the recorded calls again.
+        if matches!(
+            event,
+            CheckpointEvent::StateEnter | CheckpointEvent::Execute
+        ) && (self.recorded_answer.is_some() || self.recorded_loop.is_some())
+        {
             return Ok(());
         }
         // A runner whose lease ran out stops here rather than overwrite the checkpoints of
@@ -402,6 +428,7 @@ impl Execution {
                     total_api_calls: self.api_calls,
                     total_cost: self.cost,
                     pending_launches: &self.outbox,
+                    tool_loop_state,
                 },
             )
             .await;

@@ -9,6 +9,7 @@
 //! before the model wrote any text makes one last turn with no tools.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -19,7 +20,7 @@ use flatmachines_core::llm::{FunctionCall, Message, ToolCall};
 use flatmachines_core::observe::RunEvent;
 use flatmachines_core::{
     AgentResult, AgentToolCall, AgentTurn, Context, JsonMap, Limit, StateError, ToolCallId,
-    ToolCallResult, ToolError, ToolOutcome, ToolRequest,
+    ToolCallResult, ToolError, ToolLoopState, ToolOutcome, ToolRequest,
 };
 
 use super::{Execution, StateFailure, hook_error};
@@ -93,14 +94,37 @@ pub(super) struct LoopSite<'a> {
 }
 
 /// The state of one running loop.
-struct Progress {
-    conversation: Vec<Message>,
-    turns: u64,
-    calls: u64,
-    cost: f64,
-    content: Option<String>,
+#[derive(Default)]
+pub(super) struct Progress {
+    pub(super) conversation: Vec<Message>,
+    pub(super) turns: u64,
+    pub(super) calls: u64,
+    pub(super) cost: f64,
+    pub(super) content: Option<String>,
     /// The structured output of the last turn that had one.
-    structured: Option<JsonMap>,
+    pub(super) structured: Option<JsonMap>,
+}
+
+/// The tool calls of the latest turn, and how far the loop has got with them.
+pub(super) struct TurnCalls {
+    pub(super) calls: Arc<[AgentToolCall]>,
+    /// Whether `on_tool_calls` has seen them and the skip list is taken.
+    pub(super) dispatched: bool,
+    /// The calls `on_tool_calls` asked to skip.
+    pub(super) skip: Vec<String>,
+    /// How many calls have been answered (made or refused).
+    pub(super) answered: usize,
+}
+
+impl TurnCalls {
+    fn new(calls: Vec<AgentToolCall>) -> Self {
+        TurnCalls {
+            calls: calls.into(),
+            dispatched: false,
+            skip: Vec::new(),
+            answered: 0,
+        }
+    }
 }
 
 impl Execution {
@@ -110,6 +134,7 @@ impl Execution {
         &mut self,
         site: LoopSite<'_>,
         looped: &ToolLoopDef,
+        journaled: Option<ToolLoopState>,
         context: &mut Context,
     ) -> Result<Value, StateFailure> {
         let LoopSite {
@@ -120,10 +145,18 @@ impl Execution {
             bound,
         } = site;
         let state = &definition.states[index];
-        let input = call
-            .input
-            .render_map(&self.set.templates, &Vars::state(context.shared()))
-            .map_err(super::state::template_error)?;
+        let resumed = match journaled {
+            Some(recorded) => self.continue_loop(index, &call.name, recorded)?,
+            None => None,
+        };
+        // A continued loop keeps the prompt it started with, whatever the hooks changed since.
+        let input = match &resumed {
+            Some(resumed) => resumed.input.clone(),
+            None => call
+                .input
+                .render_map(&self.set.templates, &Vars::state(context.shared()))
+                .map_err(super::state::template_error)?,
+        };
         let bounds = self.bounds(looped, &state.name, context)?;
         let served = match (bound.executor.tool_servers(), &self.tool_pool) {
             (Some(servers), Some(pool)) if !servers.config.servers.is_empty() => Some(
@@ -150,72 +183,97 @@ impl Execution {
         // Left by an earlier loop, a stop reason would be read as this loop's.
         context.make_mut().remove("_tool_loop_stop");
         let hooks = self.prepared.machines[self.machine].hooks.clone();
-        let started = Instant::now();
-        let mut progress = Progress {
-            conversation: Vec::new(),
-            turns: 0,
-            calls: 0,
-            cost: 0.0,
-            content: None,
-            structured: None,
+        let (mut progress, mut pending, started) = match resumed {
+            Some(resumed) => (resumed.progress, Some(resumed.turn), resumed.started),
+            None => (Progress::default(), None, Instant::now()),
         };
         let mut next = None;
 
         let stop = 'turns: loop {
-            if bounds
-                .total_timeout
-                .is_some_and(|limit| started.elapsed() >= limit)
-            {
-                break Stop::Timeout;
-            }
-            if bounds.max_turns > 0 && progress.turns >= bounds.max_turns {
-                break Stop::MaxTurns;
-            }
-            if bounds.max_cost > 0.0 && progress.cost >= bounds.max_cost {
-                break Stop::CostLimit;
-            }
-            let mut result = self
-                .turn(&site, &input, &progress, &tools, false, context)
-                .await?;
-            progress.turns += 1;
-            progress.cost += result.total_cost();
-            let calls = result.tool_calls.take().unwrap_or_default();
-            progress.record(result, context);
-            progress.conversation.push(assistant_message(
-                progress.content.as_deref().unwrap_or(""),
-                &calls,
-            ));
-            if calls.is_empty() {
-                break Stop::Complete;
-            }
-            if bounds.max_tool_calls > 0
-                && progress.calls + calls.len() as u64 > bounds.max_tool_calls
-            {
-                // Every call must be answered before the model is asked again.
-                for tool_call in &calls {
-                    progress.conversation.push(tool_message(
-                        &tool_call.id,
-                        format!(
-                            "Tool '{}' was not called: this step may make at most {} tool calls.",
-                            tool_call.name, bounds.max_tool_calls
-                        ),
+            let mut turn = match pending.take() {
+                // Resumed: the journaled turn is not made again.
+                Some(turn) => turn,
+                None => {
+                    if bounds
+                        .total_timeout
+                        .is_some_and(|limit| started.elapsed() >= limit)
+                    {
+                        break Stop::Timeout;
+                    }
+                    if bounds.max_turns > 0 && progress.turns >= bounds.max_turns {
+                        break Stop::MaxTurns;
+                    }
+                    if bounds.max_cost > 0.0 && progress.cost >= bounds.max_cost {
+                        break Stop::CostLimit;
+                    }
+                    let mut result = self
+                        .turn(&site, &input, &progress, &tools, false, context)
+                        .await?;
+                    progress.turns += 1;
+                    progress.cost += result.total_cost();
+                    let calls = result.tool_calls.take().unwrap_or_default();
+                    progress.record(result, context);
+                    progress.conversation.push(assistant_message(
+                        progress.content.as_deref().unwrap_or(""),
+                        &calls,
                     ));
+                    let turn = TurnCalls::new(calls);
+                    self.journal(&site, &input, &progress, &turn, started, context)
+                        .await?;
+                    turn
                 }
-                break Stop::MaxToolCalls;
+            };
+            // Shared, so that the turn's progress can be updated while its calls are read.
+            let calls = Arc::clone(&turn.calls);
+            let calls = &calls[..];
+            if !turn.dispatched {
+                if calls.is_empty() {
+                    break Stop::Complete;
+                }
+                if bounds.max_tool_calls > 0
+                    && progress.calls + calls.len() as u64 > bounds.max_tool_calls
+                {
+                    // Every call must be answered before the model is asked again.
+                    for tool_call in calls {
+                        progress.conversation.push(tool_message(
+                            &tool_call.id,
+                            format!(
+                                "Tool '{}' was not called: this step may make at most {} tool calls.",
+                                tool_call.name, bounds.max_tool_calls
+                            ),
+                        ));
+                    }
+                    break Stop::MaxToolCalls;
+                }
+                if let Some(hooks) = &hooks {
+                    hooks
+                        .on_tool_calls(&state.name, calls, context)
+                        .await
+                        .map_err(|e| hook_error("on_tool_calls", e))?;
+                }
+                if take_abort(context) {
+                    break Stop::Aborted;
+                }
+                turn.skip = take_strings(context, SKIP_KEY)?;
+                turn.dispatched = true;
+            } else if turn.answered > 0 {
+                // Resumed after a journaled result: what followed it comes first.
+                let last = turn.answered - 1;
+                if let Some(stop) = self.after_call(
+                    definition,
+                    index,
+                    calls,
+                    last,
+                    &mut progress,
+                    context,
+                    &mut next,
+                )? {
+                    break 'turns stop;
+                }
             }
 
-            if let Some(hooks) = &hooks {
-                hooks
-                    .on_tool_calls(&state.name, &calls, context)
-                    .await
-                    .map_err(|e| hook_error("on_tool_calls", e))?;
-            }
-            if take_abort(context) {
-                break Stop::Aborted;
-            }
-            let skip = take_strings(context, SKIP_KEY)?;
-
-            for (position, tool_call) in calls.iter().enumerate() {
+            for position in turn.answered..calls.len() {
+                let tool_call = &calls[position];
                 let id = ToolCallId {
                     execution_id: self.id.clone(),
                     step,
@@ -223,7 +281,8 @@ impl Execution {
                     index: u32::try_from(position).unwrap_or(u32::MAX),
                 };
                 let call_started = Instant::now();
-                let refusal = if skip
+                let refusal = if turn
+                    .skip
                     .iter()
                     .any(|s| *s == tool_call.id || *s == tool_call.name)
                 {
@@ -275,15 +334,19 @@ impl Execution {
                         .await
                         .map_err(|e| hook_error("on_tool_result", e))?;
                 }
-                if take_abort(context) {
-                    answer_unmade(&mut progress.conversation, &calls[position + 1..]);
-                    break 'turns Stop::Aborted;
-                }
-                // Unconditional transitions are the loop's normal exit, taken after it ends.
-                if let Some(target) = self.first_holding(definition, index, context, None, true)? {
-                    answer_unmade(&mut progress.conversation, &calls[position + 1..]);
-                    next = Some(target);
-                    break 'turns Stop::Transition;
+                turn.answered = position + 1;
+                self.journal(&site, &input, &progress, &turn, started, context)
+                    .await?;
+                if let Some(stop) = self.after_call(
+                    definition,
+                    index,
+                    calls,
+                    position,
+                    &mut progress,
+                    context,
+                    &mut next,
+                )? {
+                    break 'turns stop;
                 }
             }
             for message in take_messages(context)? {
@@ -335,6 +398,34 @@ impl Execution {
         progress.write_counters(&mut output);
         output.insert("_tool_loop_stop".into(), Value::from(stop.as_str()));
         Ok(Value::Object(output))
+    }
+
+    /// What follows each answered call: `_abort_tool_loop`, then the state's conditional
+    /// transitions. Either ends the loop, and the turn's calls not yet made are answered as
+    /// unmade.
+    #[allow(clippy::too_many_arguments)]
+    fn after_call(
+        &self,
+        definition: &MachineDef,
+        index: usize,
+        calls: &[AgentToolCall],
+        position: usize,
+        progress: &mut Progress,
+        context: &mut Context,
+        next: &mut Option<usize>,
+    ) -> Result<Option<Stop>, StateError> {
+        let rest = calls.get(position + 1..).unwrap_or_default();
+        if take_abort(context) {
+            answer_unmade(&mut progress.conversation, rest);
+            return Ok(Some(Stop::Aborted));
+        }
+        // Unconditional transitions are the loop's normal exit, taken after it ends.
+        if let Some(target) = self.first_holding(definition, index, context, None, true)? {
+            answer_unmade(&mut progress.conversation, rest);
+            *next = Some(target);
+            return Ok(Some(Stop::Transition));
+        }
+        Ok(None)
     }
 
     /// One model turn, observed and counted like any agent call.
