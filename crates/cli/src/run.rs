@@ -10,7 +10,10 @@ use serde_json::Value;
 use flatmachines::backends::{Store, open_store};
 use flatmachines::core::ResultBackend;
 use flatmachines::distributed::{Launcher, SubprocessInvoker};
-use flatmachines::{JsonMap, Machine, ResumeFailure, RunError, RunObserver, RunOptions, RunStatus};
+use flatmachines::{
+    Budget, JsonMap, Machine, ResumeFailure, ResumeOptions, RunError, RunObserver, RunOptions,
+    RunStatus,
+};
 
 use crate::Failure;
 use crate::limits::{LimitArgs, input_bytes};
@@ -56,11 +59,27 @@ pub(crate) struct RunArgs {
     /// Stop after this many steps (default: the machine's settings.max_steps, else 1000).
     #[arg(long, value_name = "N")]
     max_steps: Option<u64>,
+    /// Stop the run before its agents (the machine's and its children's, together) make more
+    /// than N calls. A resumed run counts the calls made before.
+    #[arg(long, value_name = "N")]
+    max_agent_calls: Option<u64>,
+    /// Stop the run before another agent call once the cost its agents reported (children
+    /// included) reaches COST, in the providers' unit. A resumed run counts the cost before.
+    #[arg(long, value_name = "COST", value_parser = parse_cost)]
+    max_cost: Option<f64>,
     /// Print the output indented over several lines.
     #[arg(long)]
     pretty: bool,
     #[command(flatten)]
     limits: LimitArgs,
+}
+
+/// `--max-cost`: a finite number, at least 0.
+fn parse_cost(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(cost) if cost.is_finite() && cost >= 0.0 => Ok(cost),
+        _ => Err(format!("expected a number at least 0, found `{text}`")),
+    }
 }
 
 /// Where child machines run.
@@ -131,8 +150,18 @@ pub(crate) async fn run(
         .build()
         .prepare(&machine)
         .map_err(|e| Failure::Usage(e.to_string()))?;
+    let budget = Budget {
+        max_agent_calls: args.max_agent_calls,
+        max_cost: args.max_cost,
+    };
     let result = match &args.resume {
-        Some(id) => runner.resume(id, args.max_steps).await,
+        Some(id) => {
+            let options = ResumeOptions {
+                max_steps: args.max_steps,
+                budget,
+            };
+            runner.resume_with(id, options).await
+        }
         None => {
             let options = RunOptions {
                 execution_id: args.execution_id.clone(),
@@ -140,6 +169,7 @@ pub(crate) async fn run(
                 parent_execution_id: args.parent_id.clone(),
                 machine_chain,
                 replace: args.replace,
+                budget,
             };
             runner.run(input, options).await
         }

@@ -27,6 +27,10 @@ pub mod error_types {
     pub const DEPTH_LIMIT: &str = "MachineDepthLimit";
     /// A run tree would have started more child machines than the `tree_machines` limit.
     pub const TREE_LIMIT: &str = "MachineTreeLimit";
+    /// The run tree made as many agent calls as its `max_agent_calls` budget allows.
+    pub const AGENT_CALL_LIMIT: &str = "AgentCallLimit";
+    /// The run tree's agents reported as much cost as its `max_cost` budget allows.
+    pub const COST_LIMIT: &str = "CostLimit";
     /// A non-final state had no transition whose condition held.
     pub const NO_TRANSITION: &str = "NoTransition";
     /// An MCP server that the config marks `required` could not be started or listed.

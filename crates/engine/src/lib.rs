@@ -41,7 +41,9 @@ pub use checkpoint::{CheckpointError, latest_key, load_latest, snapshot_key};
 pub use error::{RunError, error_types};
 pub use machine::Machine;
 pub use provider::{BackendProvider, BackendRequest};
-pub use run::{ResumeFailure, RunOptions, RunOutcome, RunStatus, new_execution_id};
+pub use run::{
+    Budget, ResumeFailure, ResumeOptions, RunOptions, RunOutcome, RunStatus, new_execution_id,
+};
 pub use runtime::{DEFAULT_MAX_STEPS, Runner, Runtime, RuntimeBuilder};
 pub use tools::ToolSet;
 

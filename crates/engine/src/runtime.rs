@@ -21,7 +21,7 @@ use crate::hooks::HookRegistry;
 use crate::machine::Machine;
 use crate::observe::Observers;
 use crate::provider::BackendProvider;
-use crate::run::{self, RunOptions, RunOutcome};
+use crate::run::{self, ResumeOptions, RunOptions, RunOutcome};
 use crate::tools::{ToolProviders, ToolSet};
 
 /// The step limit of a run when neither the caller nor `settings.max_steps` sets one.
@@ -544,7 +544,21 @@ impl Runner {
         execution_id: &str,
         max_steps: Option<u64>,
     ) -> Result<RunOutcome, RunError> {
-        run::resume_root(Arc::clone(&self.prepared), execution_id, max_steps).await
+        let options = ResumeOptions {
+            max_steps,
+            ..ResumeOptions::default()
+        };
+        run::resume_root(Arc::clone(&self.prepared), execution_id, options).await
+    }
+
+    /// [`resume`](Self::resume), with a budget: the agent calls and cost the execution's
+    /// tree had recorded count against it.
+    pub async fn resume_with(
+        &self,
+        execution_id: &str,
+        options: ResumeOptions,
+    ) -> Result<RunOutcome, RunError> {
+        run::resume_root(Arc::clone(&self.prepared), execution_id, options).await
     }
 
     /// The checkpoint store this runner writes to.

@@ -79,8 +79,8 @@ pub use flatmachines_core::{
     ToolCallResult, ToolError, ToolOutcome, ToolProvider, ToolRequest,
 };
 pub use flatmachines_engine::{
-    FnAgent, Machine, ResumeFailure, RunError, RunOptions, RunOutcome, RunStatus, Runner, Runtime,
-    RuntimeBuilder, ToolSet, error_types, hooks, to_json_text,
+    Budget, FnAgent, Machine, ResumeFailure, ResumeOptions, RunError, RunOptions, RunOutcome,
+    RunStatus, Runner, Runtime, RuntimeBuilder, ToolSet, error_types, hooks, to_json_text,
 };
 
 pub mod backends;

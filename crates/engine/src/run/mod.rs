@@ -4,6 +4,7 @@
 //! state's work → checkpoint `state_exit` → hook `on_state_exit` → stop if final → the first
 //! transition whose condition holds → hook `on_transition` (may redirect).
 
+mod budget;
 mod children;
 mod ids;
 mod resume;
@@ -27,16 +28,19 @@ use flatmachines_core::{
 use flatmachines_expr::{Binding, Scope};
 
 use crate::checkpoint::CheckpointWriter;
+
 use crate::definition::{MachineDef, MachineId, MachineSet};
 use crate::error::{RunError, error_types, state_error};
 use crate::runtime::Prepared;
+pub use budget::Budget;
+use budget::TreeBudget;
 
 pub use ids::new_execution_id;
 pub(crate) use resume::Begin;
 pub use resume::ResumeFailure;
 
 /// Options of one run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunOptions {
     /// The execution id (default: a new UUID).
     pub execution_id: Option<String>,
@@ -54,6 +58,19 @@ pub struct RunOptions {
     /// With `execution_id`: when that id already has checkpoints, delete them and start
     /// afresh. Without it, such a run is refused with [`RunError::ExecutionExists`].
     pub replace: bool,
+    /// What the whole run tree may spend on agents. A run started by a parent in another
+    /// process has its own budget.
+    pub budget: Budget,
+}
+
+/// How [`Runner::resume_with`](crate::Runner::resume_with) continues an execution.
+#[derive(Debug, Clone, Default)]
+pub struct ResumeOptions {
+    /// The step limit, over `settings.max_steps` and the default of 1000.
+    pub max_steps: Option<u64>,
+    /// What the run tree may spend on agents, counting what it spent before the
+    /// interruption.
+    pub budget: Budget,
 }
 
 /// What a fresh top-level run does with checkpoints already stored under its id.
@@ -133,6 +150,8 @@ pub(crate) struct Parent {
     pub(crate) started: Arc<AtomicU64>,
     /// The MCP servers the whole tree shares.
     pub(crate) tool_pool: Option<Arc<dyn ToolServerPool>>,
+    /// What the whole tree may still spend on agents.
+    pub(crate) budget: Arc<TreeBudget>,
     /// The parent already counted this child in `started` (a `foreach` reserves its whole
     /// fan-out at once), so the child must not count itself again.
     pub(crate) counted: bool,
@@ -169,6 +188,7 @@ pub(crate) async fn run_root(
     let Some(parent_id) = options.parent_execution_id else {
         let mut execution = Execution::new(prepared, 0, execution_id, None, false);
         execution.existing = existing;
+        execution.budget = Arc::new(TreeBudget::new(options.budget));
         return execution
             .execute_tree(Begin::Fresh(input), options.max_steps)
             .await;
@@ -187,6 +207,7 @@ pub(crate) async fn run_root(
             .collect(),
         started: Arc::new(AtomicU64::new(0)),
         tool_pool: new_tool_pool(&prepared),
+        budget: Arc::new(TreeBudget::new(options.budget)),
         counted: false,
         replacing: false,
     };
@@ -206,11 +227,13 @@ pub(crate) async fn run_root(
 pub(crate) async fn resume_root(
     prepared: Arc<Prepared>,
     execution_id: &str,
-    max_steps: Option<u64>,
+    options: ResumeOptions,
 ) -> Result<RunOutcome, RunError> {
     ids::check_execution_id(execution_id).map_err(RunError::Input)?;
-    Execution::new(prepared, 0, execution_id.to_owned(), None, true)
-        .execute_tree(Begin::Latest, max_steps)
+    let mut execution = Execution::new(prepared, 0, execution_id.to_owned(), None, true);
+    execution.budget = Arc::new(TreeBudget::new(options.budget));
+    execution
+        .execute_tree(Begin::Latest, options.max_steps)
         .await
 }
 
@@ -237,6 +260,8 @@ pub(crate) struct Execution {
     /// How many child machines the whole tree has started (shared by every execution in it).
     pub(crate) started: Arc<AtomicU64>,
     /// The MCP servers the whole tree shares, stopped when the root's run ends.
+    /// What the run tree may still spend on agents.
+    pub(crate) budget: Arc<TreeBudget>,
     pub(crate) tool_pool: Option<Arc<dyn ToolServerPool>>,
     /// A launched child that failed on a bound of the tree (depth, size): unlike other
     /// background failures it fails this run too, or a recursion through `launch` would end
@@ -293,6 +318,10 @@ impl Execution {
             Some(parent) => parent.tool_pool.clone(),
             None => new_tool_pool(&prepared),
         };
+        let budget = parent.as_ref().map_or_else(
+            || Arc::new(TreeBudget::default()),
+            |p| Arc::clone(&p.budget),
+        );
         let existing = match &parent {
             Some(parent) if parent.replacing && !resumed => Existing::Replace,
             _ => Existing::Ignore,
@@ -319,6 +348,7 @@ impl Execution {
             chain,
             started,
             tool_pool,
+            budget,
             runaway: None,
             api_calls: 0,
             cost: 0.0,
@@ -392,6 +422,26 @@ impl Execution {
             (Ok(_), Some(error)) => Err(self.failure(definition, None, error)),
             (result, _) => result,
         };
+        // A budget that ran out ends the run, whatever the machines did with the refusal.
+        let refusal = self.is_root().then(|| self.budget.refusal()).flatten();
+        let result = match (result, refusal) {
+            (
+                Err(RunError::Failed {
+                    error,
+                    machine,
+                    state,
+                    execution_id,
+                }),
+                Some(refusal),
+            ) if error.error_type == refusal.error_type => Err(RunError::Failed {
+                error,
+                machine,
+                state,
+                execution_id,
+            }),
+            (_, Some(refusal)) => Err(self.failure(definition, None, refusal)),
+            (result, None) => result,
+        };
         self.observe_finish(definition, &result);
         if let Some(guard) = guard {
             guard.release().await;
@@ -446,6 +496,7 @@ impl Execution {
             chain: Arc::clone(&self.chain),
             started: Arc::clone(&self.started),
             tool_pool: self.tool_pool.clone(),
+            budget: Arc::clone(&self.budget),
             counted: false,
             replacing: self.existing == Existing::Replace,
         }

@@ -172,6 +172,9 @@ impl Execution {
         };
         self.api_calls = snapshot.total_api_calls.unwrap_or(0);
         self.cost = snapshot.total_cost.unwrap_or(0.0);
+        // What this execution spent is not yet in its parent's totals (which a resumed
+        // parent restored), since the parent adds it only when the child ends.
+        self.budget.restore(self.api_calls, self.cost);
         let mut context: Context = snapshot.context.into();
         let step = snapshot.step;
         let output = snapshot

@@ -130,6 +130,9 @@ impl Execution {
                 .input
                 .render_map(&self.set.templates, &Vars::state(context.shared()))
                 .map_err(template_error)?;
+            self.budget
+                .reserve(&call.name, &state.name)
+                .map_err(|error| StateFailure { error, fatal: true })?;
             let started = Instant::now();
             let result = crate::observe::within_agent_call(
                 self.agent_call_scope(definition, &state.name, &call.name),
@@ -141,6 +144,7 @@ impl Execution {
             .await;
             self.observe_agent_call(definition, &state.name, &call.name, started, &result);
             let result = result.map_err(|e| agent_error(&call.name, e))?;
+            self.budget.spend(result.api_calls(), result.total_cost());
             self.api_calls += result.api_calls();
             self.cost += result.total_cost();
             let result = Value::Object(result.output_payload());

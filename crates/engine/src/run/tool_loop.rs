@@ -453,6 +453,9 @@ impl Execution {
             bound,
         } = *site;
         let state = definition.states[index].name.as_str();
+        self.budget
+            .reserve(&call.name, state)
+            .map_err(|error| StateFailure { error, fatal: true })?;
         let started = Instant::now();
         let result = bound
             .executor
@@ -461,6 +464,7 @@ impl Execution {
             .await;
         self.observe_agent_call(definition, state, &call.name, started, &result);
         let result = result.map_err(|e| super::state::agent_error(&call.name, e))?;
+        self.budget.spend(result.api_calls(), result.total_cost());
         self.api_calls += result.api_calls();
         self.cost += result.total_cost();
         Ok(result)
