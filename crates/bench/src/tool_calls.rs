@@ -1,5 +1,6 @@
 //! Tool-call overhead: a `tool_loop` state whose agent asks for one in-process tool call per
-//! model turn, `calls` times, then answers. The model is the same timed mock server as the
+//! model turn, `calls` times, then answers, with its journal on (a `tool_call` checkpoint in
+//! memory after every turn and every call). The model is the same timed mock server as the
 //! agent workload, scripted by the request it receives: while the conversation holds fewer
 //! than `calls` tool results it asks for another call, then it answers with text. The
 //! engine's share is the wall time less the server's; the HTTP floor (bare posts, one per
@@ -58,6 +59,7 @@ fn machine(calls: u64) -> String {
 spec_version: "1.0.0"
 data:
   name: tool-bench
+  persistence: {{enabled: true, backend: memory}}
   agents: {{worker: ./agent.yml}}
   context:
     target: "{{{{ input.target }}}}"

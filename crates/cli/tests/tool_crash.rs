@@ -229,6 +229,35 @@ fn position(call_id: &str) -> usize {
     (turn - 1) * 2 + index
 }
 
+/// `checkpoints show` prints the interrupted loop's journal: the calls answered so far.
+fn show_journal(store: &Path, answered: usize) {
+    let shown = Command::new(env!("CARGO_BIN_EXE_flatmachines"))
+        .args(["checkpoints", "show", EXECUTION])
+        .args(["--store", &format!("file://{}", store.display())])
+        .env_remove("FLATMACHINES_STORE")
+        .output()
+        .expect("the CLI runs");
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let snapshot: Value = serde_json::from_slice(&shown.stdout).expect("a snapshot as JSON");
+    if snapshot["event"] != "tool_call" {
+        return;
+    }
+    let state = &snapshot["tool_loop_state"];
+    let results = state["chain"]
+        .as_array()
+        .expect("a chain")
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .count();
+    assert_eq!(results, answered, "{state}");
+    assert!(state["tool_calls_count"].as_u64().is_some(), "{state}");
+    assert_eq!(state["journal"]["agent"], "solver", "{state}");
+}
+
 #[test]
 fn a_killed_tool_loop_resumes_without_repeating_a_recorded_turn_or_call() {
     let Some(python) = python() else { return };
@@ -273,6 +302,7 @@ fn a_killed_tool_loop_resumes_without_repeating_a_recorded_turn_or_call() {
     let deadline = Instant::now() + KILL_WINDOW;
     // After each kill: how many requests and calls had been seen, and what was recorded.
     let mut kills: Vec<(usize, usize, (usize, usize))> = Vec::new();
+    let mut shown = false;
     let last = loop {
         let mut child = start(dir.path(), &store);
         if kills.len() < MAX_KILLS && Instant::now() < deadline {
@@ -291,11 +321,12 @@ fn a_killed_tool_loop_resumes_without_repeating_a_recorded_turn_or_call() {
             if child.try_wait().expect("poll").is_none() {
                 child.kill().expect("SIGKILL");
                 let _ = child.wait();
-                kills.push((
-                    asked.lock().unwrap().len(),
-                    logged(&log).len(),
-                    recorded(&store),
-                ));
+                let at_kill = recorded(&store);
+                kills.push((asked.lock().unwrap().len(), logged(&log).len(), at_kill));
+                if !shown && at_kill.1 > 0 && at_kill.1 < CALLS {
+                    shown = true;
+                    show_journal(&store, at_kill.1);
+                }
                 continue;
             }
         }

@@ -16,7 +16,7 @@ use flatmachines_expr::{Expression, ExpressionEngine};
 
 use crate::definition::{
     AgentCall, CheckpointPolicy, ChildRef, Children, GuardrailDef, Launch, MachineDef, MachineId,
-    OnErrorDef, StateDef, ToolLoopDef, TransitionDef,
+    MachineToolDef, OnErrorDef, StateDef, ToolLoopDef, TransitionDef,
 };
 use crate::template::{TemplateEngine, TemplateTree};
 
@@ -270,7 +270,7 @@ impl Compiler<'_> {
                     });
                 }
                 let tool_loop = match state.tool_loop.as_ref().and_then(|t| t.options()) {
-                    Some(options) => Some(self.tool_loop(&options, &at("tool_loop"))?),
+                    Some(options) => Some(self.tool_loop(&options, name, &at("tool_loop"))?),
                     None => None,
                 };
                 if tool_loop.is_some() && state.execution.is_some() {
@@ -489,6 +489,7 @@ impl Compiler<'_> {
     fn tool_loop(
         &mut self,
         options: &ToolLoopOptions,
+        state: &str,
         location: &str,
     ) -> Result<ToolLoopDef, ConfigError> {
         let mut guardrail = |field: &str, value: &Option<Guardrail>| -> Result<_, ConfigError> {
@@ -522,6 +523,39 @@ impl Compiler<'_> {
                 "every allowed tool is also denied (or none is allowed): the model is offered no tool",
             );
         }
+        let mut machine_tools = Vec::with_capacity(options.machine_tools.len());
+        for (tool, offered) in &options.machine_tools {
+            let child = self.child(state, tool)?;
+            let offered = offered.clone().unwrap_or_default();
+            let parameters = match offered.parameters {
+                None => serde_json::json!({"type": "object"}),
+                Some(schema @ Value::Object(_)) => schema,
+                Some(other) => {
+                    return Err(self.invalid(
+                        format!("{location}.machine_tools.{tool}.parameters"),
+                        format!("expected a JSON Schema object, got {other}"),
+                    ));
+                }
+            };
+            let mut function = flatmachines_core::JsonMap::new();
+            function.insert("name".into(), Value::from(tool.as_str()));
+            function.insert(
+                "description".into(),
+                Value::from(
+                    offered
+                        .description
+                        .unwrap_or_else(|| format!("Runs the machine `{tool}`.")),
+                ),
+            );
+            function.insert("parameters".into(), parameters);
+            machine_tools.push(MachineToolDef {
+                child,
+                definition: flatmachines_core::llm::ToolDefinition {
+                    kind: "function".to_owned(),
+                    function,
+                },
+            });
+        }
         Ok(ToolLoopDef {
             max_tool_calls,
             max_turns,
@@ -530,6 +564,7 @@ impl Compiler<'_> {
             max_cost,
             allowed_tools: options.allowed_tools.clone(),
             denied_tools,
+            machine_tools,
         })
     }
 

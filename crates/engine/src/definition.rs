@@ -182,9 +182,25 @@ pub(crate) struct ToolLoopDef {
     /// Only these tools, when given.
     pub(crate) allowed_tools: Option<Vec<String>>,
     pub(crate) denied_tools: Vec<String>,
+    /// Child machines offered as tools, named as the model calls them.
+    pub(crate) machine_tools: Vec<MachineToolDef>,
+}
+
+/// A child machine offered to a tool loop's model as a tool.
+#[derive(Debug)]
+pub(crate) struct MachineToolDef {
+    pub(crate) child: ChildRef,
+    pub(crate) definition: flatmachines_core::llm::ToolDefinition,
 }
 
 impl ToolLoopDef {
+    /// The child machine offered as tool `name`, if any.
+    pub(crate) fn machine_tool(&self, name: &str) -> Option<&MachineToolDef> {
+        self.machine_tools
+            .iter()
+            .find(|tool| tool.child.name == name)
+    }
+
     /// Whether the lists let the loop offer and call `tool`.
     pub(crate) fn permits(&self, tool: &str) -> bool {
         !self.denied_tools.iter().any(|t| t == tool)

@@ -128,6 +128,8 @@ pub(crate) struct LoopTools {
     /// The same tools as prompts see them.
     pub(crate) catalog: Vec<ToolInfo>,
     servers: Vec<Option<Arc<dyn ToolProvider>>>,
+    /// How many of the first definitions are child machines, which the loop runs itself.
+    machines: usize,
 }
 
 impl LoopTools {
@@ -136,6 +138,7 @@ impl LoopTools {
         self.definitions
             .iter()
             .zip(&self.servers)
+            .skip(self.machines)
             .filter(|(_, server)| server.is_none())
             .filter_map(|(definition, _)| definition.name())
     }
@@ -152,11 +155,12 @@ impl LoopTools {
 }
 
 impl ToolProviders {
-    /// The providers' tools (the first provider serving a name wins), then those of the
-    /// agent's MCP servers (`served`), then the agent's declared ones that nothing serves,
-    /// keeping those `permits` accepts.
-    pub(crate) fn for_loop(
+    /// The tools a loop offers, keeping those `permits` accepts, the first of a name winning:
+    /// the loop's child machines, the providers' tools, those of the agent's MCP servers
+    /// (`served`), then the agent's declared ones that nothing serves.
+    pub(crate) fn for_loop<'a>(
         &self,
+        machine_tools: impl IntoIterator<Item = &'a ToolDefinition>,
         served: Option<&ServedTools>,
         declared: &[ToolDefinition],
         permits: impl Fn(&str) -> bool,
@@ -166,10 +170,10 @@ impl ToolProviders {
                        info: Option<&ToolInfo>,
                        server: Option<Arc<dyn ToolProvider>>| {
             let Some(name) = definition.name() else {
-                return;
+                return false;
             };
             if !permits(name) || tools.definitions.iter().any(|d| d.name() == Some(name)) {
-                return;
+                return false;
             }
             tools.catalog.push(
                 info.cloned()
@@ -177,7 +181,12 @@ impl ToolProviders {
             );
             tools.definitions.push(definition);
             tools.servers.push(server);
+            true
         };
+        let mut machines = 0;
+        for definition in machine_tools {
+            machines += usize::from(add(definition.clone(), None, None));
+        }
         for provider in &self.0 {
             for definition in provider.definitions() {
                 add(definition, None, Some(provider.clone()));
@@ -195,6 +204,7 @@ impl ToolProviders {
         for definition in declared {
             add(definition.clone(), None, None);
         }
+        tools.machines = machines;
         tools
     }
 }

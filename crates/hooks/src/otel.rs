@@ -16,6 +16,8 @@
 //! | `flatagents.agent.tokens` | counter | | `agent_id`, `machine`, `token_type` (`prompt`, `completion`) |
 //! | `flatagents.agent.cost` | counter | | `agent_id`, `machine` |
 //! | `flatagents.agent.retries` | counter | | `agent_id`, `machine`, `error_type` |
+//! | `flatagents.tool.calls` | counter | | `tool`, `machine`, `state`, `status` (`success`, `error`) |
+//! | `flatagents.tool.duration` | histogram | ms | `tool`, `machine`, `status` |
 //! | `flatagents.checkpoint.write.duration` | histogram | ms | `event`, `status` |
 //! | `flatagents.work.claims` | counter | | `pool`, `outcome` (`claimed`, `empty`, `failed`) |
 //! | `flatagents.work.claim.duration` | histogram | ms | `pool`, `outcome` |
@@ -52,6 +54,8 @@ pub struct OtelMetrics {
     tokens: Counter<u64>,
     cost: Counter<f64>,
     retries: Counter<u64>,
+    tool_calls: Counter<u64>,
+    tool_duration: Histogram<f64>,
     checkpoint_duration: Histogram<f64>,
     work_claims: Counter<u64>,
     work_claim_duration: Histogram<f64>,
@@ -98,6 +102,11 @@ impl OtelMetrics {
                 .with_description("Estimated cost of agent execution")
                 .build(),
             retries: counter("flatagents.agent.retries", "Agent calls tried again"),
+            tool_calls: counter(
+                "flatagents.tool.calls",
+                "Tool calls of tool loops, by tool and outcome",
+            ),
+            tool_duration: histogram("flatagents.tool.duration", "Time a tool call took"),
             checkpoint_duration: histogram(
                 "flatagents.checkpoint.write.duration",
                 "Time to write a checkpoint",
@@ -215,6 +224,32 @@ impl RunObserver for OtelMetrics {
                         KeyValue::new("agent_id", agent.to_owned()),
                         KeyValue::new("machine", execution.machine.to_owned()),
                         KeyValue::new("error_type", error_type.to_owned()),
+                    ],
+                );
+            }
+            RunEvent::ToolCalled {
+                execution,
+                state,
+                tool,
+                elapsed,
+                is_error,
+                ..
+            } => {
+                self.tool_calls.add(
+                    1,
+                    &[
+                        KeyValue::new("tool", tool.to_owned()),
+                        KeyValue::new("machine", execution.machine.to_owned()),
+                        KeyValue::new("state", state.to_owned()),
+                        KeyValue::new("status", status(is_error)),
+                    ],
+                );
+                self.tool_duration.record(
+                    millis(elapsed),
+                    &[
+                        KeyValue::new("tool", tool.to_owned()),
+                        KeyValue::new("machine", execution.machine.to_owned()),
+                        KeyValue::new("status", status(is_error)),
                     ],
                 );
             }

@@ -360,3 +360,118 @@ async fn a_run_is_recorded_as_metrics() {
     );
     pipeline.shutdown().expect("shutdown");
 }
+
+const TOOL_MACHINE: &str = r#"
+spec: flatmachine
+spec_version: "1.0.0"
+data:
+  name: tooled
+  agents: {caller: {type: test}}
+  states:
+    work:
+      type: initial
+      agent: caller
+      input: {}
+      tool_loop: {max_turns: 3}
+      transitions: [{to: done}]
+    done:
+      type: final
+      output: {ok: true}
+"#;
+
+/// A model that asks for `add` twice and for a tool nobody serves once, then answers.
+#[derive(Debug)]
+struct ToolCaller;
+
+#[async_trait::async_trait]
+impl flatmachines_core::AgentExecutor for ToolCaller {
+    async fn execute(
+        &self,
+        _input: &flatmachines_core::JsonMap,
+        _context: &flatmachines_core::JsonMap,
+    ) -> Result<AgentResult, AgentError> {
+        Err(AgentError::new("only tool-loop turns are scripted"))
+    }
+
+    fn supports_tool_loop(&self) -> bool {
+        true
+    }
+
+    async fn execute_turn(
+        &self,
+        turn: &flatmachines_core::AgentTurn<'_>,
+        _context: &flatmachines_core::JsonMap,
+    ) -> Result<AgentResult, AgentError> {
+        if !turn.conversation.is_empty() {
+            return Ok(AgentResult {
+                content: Some("done".into()),
+                ..AgentResult::default()
+            });
+        }
+        let call = |id: &str, name: &str| flatmachines_core::AgentToolCall {
+            id: id.into(),
+            name: name.into(),
+            arguments: json!({}),
+        };
+        Ok(AgentResult {
+            tool_calls: Some(vec![
+                call("a", "add"),
+                call("b", "add"),
+                call("c", "missing"),
+            ]),
+            ..AgentResult::default()
+        })
+    }
+}
+
+#[tokio::test]
+async fn tool_calls_are_counted_and_timed_per_tool_and_outcome() {
+    let exporter = InMemoryMetricExporter::default();
+    let provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(exporter.clone()).build())
+        .build();
+    let pipeline = MetricsPipeline::with_provider(provider);
+    let runtime = Runtime::builder()
+        .observer(pipeline.observer())
+        .agent("caller", Arc::new(ToolCaller))
+        .tool("add", "Adds.", json!({"type": "object"}), |_, _| async {
+            Ok::<_, String>(json!(2))
+        })
+        .build();
+    let outcome = run_yaml(&runtime, TOOL_MACHINE, &repo(), json!({}))
+        .await
+        .expect("the run completes");
+    assert_eq!(outcome.output, json!({"ok": true}));
+
+    pipeline.flush().expect("flush");
+    let exported = exporter
+        .get_finished_metrics()
+        .expect("metrics were exported");
+    let metrics = exported.last().expect("one export");
+    let add = [("tool", "add"), ("machine", "tooled"), ("state", "work")];
+    assert_eq!(
+        counter(
+            metrics,
+            "flatagents.tool.calls",
+            &[add[0], add[1], add[2], ("status", "success")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        counter(
+            metrics,
+            "flatagents.tool.calls",
+            &[("tool", "missing"), ("status", "error")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        recorded(metrics, "flatagents.tool.duration", &[("tool", "add")]),
+        2
+    );
+    assert_eq!(
+        recorded(metrics, "flatagents.tool.duration", &[("status", "error")]),
+        1
+    );
+    pipeline.shutdown().expect("shutdown");
+}

@@ -641,7 +641,9 @@ fn tools_section(d: &mut String, r: &Results) {
          results). Each figure is per tool call: the engine's time is the wall time less the server's, and the \
          HTTP floor is as many bare `reqwest` posts as the runs made model turns ({} per run), shared out the \
          same way. The difference is what the loop adds: rendering and sending the growing conversation, \
-         parsing the tool calls, the guardrails, the tool call itself, the hooks and the run events.\n",
+         parsing the tool calls, the guardrails, the tool call itself, the hooks, the run events and the \
+         journal (a `tool_call` checkpoint in memory after every turn and every call, whose conversation \
+         grows with the loop).\n",
         plan.tool_calls,
         plan.tool_runs,
         plan.tool_calls,

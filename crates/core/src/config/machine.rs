@@ -279,8 +279,8 @@ impl StateDefinition {
 pub enum ToolLoopSetting {
     /// `true` or `false`.
     Enabled(bool),
-    /// The loop's guardrails.
-    Options(ToolLoopOptions),
+    /// The loop's guardrails (boxed: they are much larger than a flag).
+    Options(Box<ToolLoopOptions>),
 }
 
 // By hand rather than `untagged`, so that a misspelt guardrail is named in the error instead
@@ -291,7 +291,7 @@ impl<'de> Deserialize<'de> for ToolLoopSetting {
         match Value::deserialize(deserializer)? {
             Value::Bool(on) => Ok(ToolLoopSetting::Enabled(on)),
             value @ Value::Object(_) => ToolLoopOptions::deserialize(value)
-                .map(ToolLoopSetting::Options)
+                .map(|options| ToolLoopSetting::Options(Box::new(options)))
                 .map_err(D::Error::custom),
             other => Err(D::Error::custom(format!(
                 "expected `true`, `false` or a mapping of guardrails, found {}",
@@ -307,7 +307,7 @@ impl ToolLoopSetting {
         match self {
             ToolLoopSetting::Enabled(false) => None,
             ToolLoopSetting::Enabled(true) => Some(ToolLoopOptions::default()),
-            ToolLoopSetting::Options(options) => Some(options.clone()),
+            ToolLoopSetting::Options(options) => Some((**options).clone()),
         }
     }
 }
@@ -338,6 +338,25 @@ pub struct ToolLoopOptions {
     /// The most the loop's model turns may cost, checked before each turn (`cost_limit`).
     #[serde(default)]
     pub max_cost: Option<Guardrail>,
+    /// Child machines (keys of `data.machines`) offered to the model as tools: a call runs
+    /// the machine as a child with the call's arguments as its input, and its output is the
+    /// result. Each may say what the model reads about it (this runtime's extension).
+    #[serde(default, deserialize_with = "nullable")]
+    #[schemars(with = "Option<IndexMap<String, Option<MachineTool>>>")]
+    pub machine_tools: IndexMap<String, Option<MachineTool>>,
+}
+
+/// How a child machine is offered as a tool (`tool_loop.machine_tools.NAME`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MachineTool {
+    /// What the tool does, for the model (default: "Runs the machine `NAME`.").
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The JSON Schema of the machine's input, which the model's arguments must follow
+    /// (default: any object).
+    #[serde(default)]
+    pub parameters: Option<Value>,
 }
 
 /// A number, or a template rendering to one.

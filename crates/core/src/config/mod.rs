@@ -34,8 +34,9 @@ pub use agent::{
 pub use error::{ConfigError, ConfigWarning, closest};
 pub use machine::{
     BackendConfig, ExecutionConfig, Guardrail, HooksConfig, MachineConfig, MachineData,
-    MachineEntry, MachineRef, MachineSettings, MachineTarget, Mode, OnError, OneOrMany,
-    PersistenceConfig, StateDefinition, StateKind, ToolLoopOptions, ToolLoopSetting, Transition,
+    MachineEntry, MachineRef, MachineSettings, MachineTarget, MachineTool, Mode, OnError,
+    OneOrMany, PersistenceConfig, StateDefinition, StateKind, ToolLoopOptions, ToolLoopSetting,
+    Transition,
 };
 pub use mcp::McpTransport;
 pub use profiles::{ProfilesConfig, ProfilesData};

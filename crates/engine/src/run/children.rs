@@ -17,13 +17,15 @@ use tracing::Instrument;
 
 use flatmachines_core::config::Mode;
 use flatmachines_core::config::describe;
-use flatmachines_core::{Context, InvokeRequest, JsonMap, Limit, StateError, result_uri};
+use flatmachines_core::{
+    Context, InvokeRequest, JsonMap, Limit, StateError, ToolOutcome, result_uri,
+};
 
 use super::{
     Begin, ChildReport, Execution, Parent, RunOutcome, RunStatus, StateFailure, backend_error, ids,
 };
 use crate::checkpoint::{CheckpointError, load_latest};
-use crate::definition::{ChildRef, Children, MachineId, MachineSet, StateDef};
+use crate::definition::{ChildRef, Children, MachineId, MachineSet, MachineToolDef, StateDef};
 use crate::error::{RunError, error_types, state_error};
 use crate::runtime::Prepared;
 use crate::template::{Root, Vars};
@@ -466,6 +468,58 @@ impl Execution {
                 let report = joined(first);
                 self.observe_child(state, &report);
                 Ok(vec![(index, self.take_output(report))])
+            }
+        }
+    }
+
+    /// Runs child machine `tool` for one tool call of a loop in state `state`: the call's
+    /// arguments are its input, its output (as JSON text) the result. It runs as any child
+    /// does, with its own checkpoints, under an id derived from the call's, so a call made
+    /// again after a crash resumes the same child (or reuses its stored output). Every
+    /// failure is a tool error for the model.
+    pub(super) async fn run_machine_tool(
+        &mut self,
+        state: &str,
+        tool: &MachineToolDef,
+        call: &flatmachines_core::ToolCallId,
+        arguments: &Value,
+        timeout: Option<Duration>,
+    ) -> ToolOutcome {
+        let name = tool.child.name.as_str();
+        let Value::Object(input) = arguments else {
+            return ToolOutcome::error(format!(
+                "Tool '{name}' takes a JSON object (the machine's input), not {arguments}."
+            ));
+        };
+        let id = ids::child_execution_id(
+            &self.id,
+            call.step,
+            state,
+            &format!("tool:{}:{}", call.turn, call.index),
+        );
+        let task = self.spawn(&tool.child, id, input.clone());
+        let Some(report) = within(timeout, task).await else {
+            return ToolOutcome::error(format!(
+                "Tool '{name}' timed out after {}s",
+                timeout.map_or(0.0, |t| t.as_secs_f64())
+            ));
+        };
+        let report = joined(report);
+        self.api_calls += report.api_calls;
+        self.cost += report.cost;
+        match report.result {
+            Ok(output) => ToolOutcome {
+                content: output.to_string(),
+                is_error: false,
+            },
+            Err(error) => {
+                if is_tree_bound(&error) && self.runaway.is_none() {
+                    self.runaway = Some(error.clone());
+                }
+                ToolOutcome::error(format!(
+                    "Error executing '{name}': the machine failed ({}): {}",
+                    error.error_type, error.message
+                ))
             }
         }
     }

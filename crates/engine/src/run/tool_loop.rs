@@ -167,6 +167,7 @@ impl Execution {
             _ => None,
         };
         let tools = self.prepared.tools.for_loop(
+            looped.machine_tools.iter().map(|tool| &tool.definition),
             served.as_ref(),
             bound.executor.declared_tools(),
             |tool| looped.permits(tool),
@@ -292,9 +293,22 @@ impl Execution {
                 } else {
                     None
                 };
-                let outcome = match refusal {
-                    Some(message) => ToolOutcome::error(message),
-                    None => {
+                let outcome = match (refusal, looped.machine_tool(&tool_call.name)) {
+                    (Some(message), _) => ToolOutcome::error(message),
+                    (None, Some(machine)) => {
+                        progress.calls += 1;
+                        let outcome = self
+                            .run_machine_tool(
+                                &state.name,
+                                machine,
+                                &id,
+                                &tool_call.arguments,
+                                bounds.tool_timeout,
+                            )
+                            .await;
+                        cut_to_limit(outcome, self.set.limits.get(Limit::ToolResultBytes))
+                    }
+                    (None, None) => {
                         progress.calls += 1;
                         self.make_call(
                             &state.name,
