@@ -8,14 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use serde_json::{Value, json};
 
 use flatmachines_core::{
     AgentError, AgentExecutor, AgentResult, AgentToolCall, AgentTurn, JsonMap, PersistenceBackend,
 };
 use flatmachines_engine::{FnAgent, Machine, RunOptions, Runtime};
-use flatmachines_memory::MemoryBackend;
 
 const MACHINE: &str = r#"
 spec: flatmachine
@@ -98,49 +96,6 @@ impl AgentExecutor for Planner {
     }
 }
 
-/// A store that fails its first `tool_call` write after the machine tool answered.
-#[derive(Debug, Default)]
-struct DiesAfterTheCall {
-    inner: MemoryBackend,
-    writes: AtomicU64,
-    dying: AtomicBool,
-}
-
-#[async_trait]
-impl PersistenceBackend for DiesAfterTheCall {
-    async fn save(&self, key: &str, value: Bytes) -> Result<(), flatmachines_core::Error> {
-        self.save_many(&[(key, value)]).await
-    }
-
-    async fn save_many(&self, entries: &[(&str, Bytes)]) -> Result<(), flatmachines_core::Error> {
-        // The first journal write is the turn; the second, the call's result.
-        if entries
-            .iter()
-            .any(|(key, _)| key.ends_with("_tool_call.json"))
-            && self.writes.fetch_add(1, Ordering::SeqCst) == 1
-            && self.dying.load(Ordering::SeqCst)
-        {
-            return Err(flatmachines_core::Error::backend(
-                "test",
-                "the process died here",
-            ));
-        }
-        self.inner.save_many(entries).await
-    }
-
-    async fn load(&self, key: &str) -> Result<Option<Bytes>, flatmachines_core::Error> {
-        self.inner.load(key).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), flatmachines_core::Error> {
-        self.inner.delete(key).await
-    }
-
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, flatmachines_core::Error> {
-        self.inner.list(prefix).await
-    }
-}
-
 fn librarian(calls: &Arc<AtomicU64>) -> Arc<FnAgent> {
     let calls = Arc::clone(calls);
     Arc::new(FnAgent::new(move |input, _| {
@@ -191,9 +146,15 @@ async fn the_model_calls_a_machine_and_reads_its_output() {
 
 #[tokio::test]
 async fn a_machine_tool_called_again_after_a_crash_reuses_the_childs_output() {
-    let store = Arc::new(DiesAfterTheCall {
-        dying: true.into(),
-        ..DiesAfterTheCall::default()
+    // The second `tool_call` write (the first is the turn; this one, the call's result) dies
+    // while `dying` is set.
+    let dying = Arc::new(AtomicBool::new(true));
+    let switch = Arc::clone(&dying);
+    let writes = AtomicU64::new(0);
+    let store = common::DyingStore::new(move |key| {
+        key.ends_with("_tool_call.json")
+            && writes.fetch_add(1, Ordering::SeqCst) == 1
+            && switch.load(Ordering::SeqCst)
     });
     let calls = Arc::new(AtomicU64::new(0));
     let machine = Machine::from_yaml(MACHINE, ".").unwrap();
@@ -224,7 +185,7 @@ async fn a_machine_tool_called_again_after_a_crash_reuses_the_childs_output() {
         .collect();
     assert_eq!(children.len(), 1, "{children:?}");
 
-    store.dying.store(false, Ordering::SeqCst);
+    dying.store(false, Ordering::SeqCst);
     let outcome = runner.resume("crashed", None).await.unwrap();
     assert_eq!(
         outcome.output,

@@ -426,52 +426,14 @@ data:
     end: {type: final, output: {done: "{{ context.done }}"}}
 "#;
 
-/// A store that dies (an error, as a killed process would write nothing) on every write of a
-/// `state_exit` snapshot while `dying` is set.
-#[derive(Debug)]
-struct DiesAtStateExit {
-    inner: MemoryBackend,
-    dying: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait::async_trait]
-impl PersistenceBackend for DiesAtStateExit {
-    async fn save(&self, key: &str, value: Bytes) -> Result<(), flatmachines_core::Error> {
-        self.save_many(&[(key, value)]).await
-    }
-
-    async fn save_many(&self, entries: &[(&str, Bytes)]) -> Result<(), flatmachines_core::Error> {
-        let exits = entries
-            .iter()
-            .any(|(key, _)| key.ends_with("_state_exit.json"));
-        if exits && self.dying.load(Ordering::SeqCst) {
-            return Err(flatmachines_core::Error::backend(
-                "test",
-                "the process died here",
-            ));
-        }
-        self.inner.save_many(entries).await
-    }
-
-    async fn load(&self, key: &str) -> Result<Option<Bytes>, flatmachines_core::Error> {
-        self.inner.load(key).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), flatmachines_core::Error> {
-        self.inner.delete(key).await
-    }
-
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, flatmachines_core::Error> {
-        self.inner.list(prefix).await
-    }
-}
-
 #[tokio::test]
 async fn an_answer_recorded_before_a_crash_is_not_asked_for_again() {
     let calls = Arc::new(AtomicU64::new(0));
-    let store = Arc::new(DiesAtStateExit {
-        inner: MemoryBackend::new(),
-        dying: true.into(),
+    // Every `state_exit` write dies while `dying` is set.
+    let dying = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let switch = Arc::clone(&dying);
+    let store = common::DyingStore::new(move |key| {
+        key.ends_with("_state_exit.json") && switch.load(Ordering::SeqCst)
     });
     let machine = Machine::from_yaml(ASK, ".").unwrap();
     let runner = Runtime::builder()
@@ -489,12 +451,12 @@ async fn an_answer_recorded_before_a_crash_is_not_asked_for_again() {
         "{error}"
     );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    let latest = load_latest(&*store, "asked").await.unwrap().unwrap();
+    let latest = load_latest(&store.inner, "asked").await.unwrap().unwrap();
     assert_eq!(latest.event.as_deref(), Some("agent_result"));
     assert_eq!(latest.current_state, "ask");
     assert_eq!(latest.output, Some(json!({"done": 7})));
 
-    store.dying.store(false, Ordering::SeqCst);
+    dying.store(false, Ordering::SeqCst);
     let resumed = runner.resume("asked", None).await.unwrap();
     assert_eq!(resumed.output, json!({"done": 7}));
     assert_eq!(

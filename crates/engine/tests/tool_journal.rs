@@ -8,15 +8,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use serde_json::{Value, json};
 
 use flatmachines_core::{
-    AgentError, AgentExecutor, AgentResult, AgentToolCall, AgentTurn, JsonMap, PersistenceBackend,
-    ToolCallId,
+    AgentError, AgentExecutor, AgentResult, AgentToolCall, AgentTurn, JsonMap, ToolCallId,
 };
 use flatmachines_engine::{Machine, RunOptions, Runtime, load_latest};
-use flatmachines_memory::MemoryBackend;
 
 /// Three turns of two calls each, then an answer.
 const TURNS_WITH_CALLS: u64 = 3;
@@ -104,54 +101,11 @@ impl AgentExecutor for ScriptedModel {
     }
 }
 
-/// A store that fails (as a killed process writes nothing) the `die_at`-th `tool_call`
-/// snapshot, once.
-#[derive(Debug, Default)]
-struct DiesAtJournalWrite {
-    inner: MemoryBackend,
-    die_at: AtomicU64,
-    journal_writes: AtomicU64,
-    died: AtomicBool,
-}
-
-#[async_trait]
-impl PersistenceBackend for DiesAtJournalWrite {
-    async fn save(&self, key: &str, value: Bytes) -> Result<(), flatmachines_core::Error> {
-        self.save_many(&[(key, value)]).await
-    }
-
-    async fn save_many(&self, entries: &[(&str, Bytes)]) -> Result<(), flatmachines_core::Error> {
-        if entries
-            .iter()
-            .any(|(key, _)| key.ends_with("_tool_call.json"))
-        {
-            let n = self.journal_writes.fetch_add(1, Ordering::SeqCst) + 1;
-            if n == self.die_at.load(Ordering::SeqCst) && !self.died.swap(true, Ordering::SeqCst) {
-                return Err(flatmachines_core::Error::backend(
-                    "test",
-                    "the process died here",
-                ));
-            }
-        }
-        self.inner.save_many(entries).await
-    }
-
-    async fn load(&self, key: &str) -> Result<Option<Bytes>, flatmachines_core::Error> {
-        self.inner.load(key).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), flatmachines_core::Error> {
-        self.inner.delete(key).await
-    }
-
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, flatmachines_core::Error> {
-        self.inner.list(prefix).await
-    }
-}
-
 struct Rig {
     model: Arc<ScriptedModel>,
-    store: Arc<DiesAtJournalWrite>,
+    store: Arc<common::DyingStore>,
+    /// The `tool_call` snapshots written (or tried).
+    journal_writes: Arc<AtomicU64>,
     /// Every call the `add` tool got, as `(stable call id, n)`.
     calls: Arc<Mutex<Vec<(ToolCallId, u64)>>>,
     runner: flatmachines_engine::Runner,
@@ -159,8 +113,17 @@ struct Rig {
 
 fn rig(die_at: u64) -> Rig {
     let model = Arc::new(ScriptedModel::default());
-    let store = Arc::new(DiesAtJournalWrite::default());
-    store.die_at.store(die_at, Ordering::SeqCst);
+    // The `die_at`-th `tool_call` write dies, once (0: none does).
+    let journal_writes = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&journal_writes);
+    let died = AtomicBool::new(false);
+    let store = common::DyingStore::new(move |key| {
+        if !key.ends_with("_tool_call.json") {
+            return false;
+        }
+        let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+        n == die_at && !died.swap(true, Ordering::SeqCst)
+    });
     let calls = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&calls);
     let machine = Machine::from_yaml(MACHINE, ".").unwrap();
@@ -186,6 +149,7 @@ fn rig(die_at: u64) -> Rig {
     Rig {
         model,
         store,
+        journal_writes,
         calls,
         runner,
     }
@@ -215,10 +179,7 @@ async fn a_loop_interrupted_at_any_journal_write_resumes_repeating_only_the_call
         clean.model.turns.load(Ordering::SeqCst),
         TURNS_WITH_CALLS + 1
     );
-    assert_eq!(
-        clean.store.journal_writes.load(Ordering::SeqCst),
-        JOURNAL_WRITES
-    );
+    assert_eq!(clean.journal_writes.load(Ordering::SeqCst), JOURNAL_WRITES);
     let clean_calls = clean.calls.lock().unwrap().clone();
 
     // The journal's writes, in order: a turn, then its two calls; the fourth turn answers.

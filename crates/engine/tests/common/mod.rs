@@ -169,3 +169,62 @@ impl MachineHooks for TestHooks {
             .map(str::to_owned))
     }
 }
+
+/// A memory store whose saves fail, as a killed process would write nothing, whenever `dies`
+/// says so for the key being written. The rule keeps its own counts and switches.
+pub struct DyingStore {
+    pub inner: flatmachines_memory::MemoryBackend,
+    dies: Box<dyn Fn(&str) -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for DyingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DyingStore").finish_non_exhaustive()
+    }
+}
+
+impl DyingStore {
+    pub fn new(dies: impl Fn(&str) -> bool + Send + Sync + 'static) -> Arc<Self> {
+        Arc::new(DyingStore {
+            inner: flatmachines_memory::MemoryBackend::new(),
+            dies: Box::new(dies),
+        })
+    }
+}
+
+#[async_trait]
+impl flatmachines_core::PersistenceBackend for DyingStore {
+    async fn save(&self, key: &str, value: bytes::Bytes) -> Result<(), flatmachines_core::Error> {
+        self.save_many(&[(key, value)]).await
+    }
+
+    async fn save_many(
+        &self,
+        entries: &[(&str, bytes::Bytes)],
+    ) -> Result<(), flatmachines_core::Error> {
+        // Every key is offered to the rule, so that counting rules see every write.
+        let mut dies = false;
+        for (key, _) in entries {
+            dies |= (self.dies)(key);
+        }
+        if dies {
+            return Err(flatmachines_core::Error::backend(
+                "test",
+                "the process died here",
+            ));
+        }
+        self.inner.save_many(entries).await
+    }
+
+    async fn load(&self, key: &str) -> Result<Option<bytes::Bytes>, flatmachines_core::Error> {
+        self.inner.load(key).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), flatmachines_core::Error> {
+        self.inner.delete(key).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, flatmachines_core::Error> {
+        self.inner.list(prefix).await
+    }
+}
