@@ -92,8 +92,6 @@ impl TreeBudget {
                     ),
                 )));
             }
-        } else {
-            self.calls.fetch_add(1, Ordering::SeqCst);
         }
         Ok(())
     }

@@ -504,38 +504,36 @@ impl Execution {
                 timeout.map_or(0.0, |t| t.as_secs_f64())
             ));
         };
-        let report = joined(report);
-        self.api_calls += report.api_calls;
-        self.cost += report.cost;
-        match report.result {
+        match self.account(joined(report)) {
             Ok(output) => ToolOutcome {
                 content: output.to_string(),
                 is_error: false,
             },
-            Err(error) => {
-                if is_tree_bound(&error) && self.runaway.is_none() {
-                    self.runaway = Some(error.clone());
-                }
-                ToolOutcome::error(format!(
-                    "Error executing '{name}': the machine failed ({}): {}",
-                    error.error_type, error.message
-                ))
-            }
+            Err(error) => ToolOutcome::error(format!(
+                "Error executing '{name}': the machine failed ({}): {}",
+                error.error_type, error.message
+            )),
         }
     }
 
+    /// A finished child's output, or its failure as an error entry.
     fn take_output(&mut self, report: ChildReport) -> Value {
+        self.account(report)
+            .unwrap_or_else(|error| error_entry(&error))
+    }
+
+    /// Adds a finished child's calls and cost to this execution's, keeps a bound of the whole
+    /// tree it hit for the end of the run, and gives its result.
+    fn account(&mut self, report: ChildReport) -> Result<Value, StateError> {
         self.api_calls += report.api_calls;
         self.cost += report.cost;
-        match report.result {
-            Ok(output) => output,
-            Err(error) => {
-                if is_tree_bound(&error) && self.runaway.is_none() {
-                    self.runaway = Some(error.clone());
-                }
-                error_entry(&error)
-            }
+        if let Err(error) = &report.result
+            && is_tree_bound(error)
+            && self.runaway.is_none()
+        {
+            self.runaway = Some(error.clone());
         }
+        report.result
     }
 }
 

@@ -423,25 +423,13 @@ impl Execution {
             (result, _) => result,
         };
         // A budget that ran out ends the run, whatever the machines did with the refusal.
-        let refusal = self.is_root().then(|| self.budget.refusal()).flatten();
-        let result = match (result, refusal) {
-            (
-                Err(RunError::Failed {
-                    error,
-                    machine,
-                    state,
-                    execution_id,
-                }),
-                Some(refusal),
-            ) if error.error_type == refusal.error_type => Err(RunError::Failed {
-                error,
-                machine,
-                state,
-                execution_id,
-            }),
-            (_, Some(refusal)) => Err(self.failure(definition, None, refusal)),
-            (result, None) => result,
-        };
+        let mut result = result;
+        if let Some(refusal) = self.is_root().then(|| self.budget.refusal()).flatten() {
+            let reported = matches!(&result, Err(RunError::Failed { error, .. }) if error.error_type == refusal.error_type);
+            if !reported {
+                result = Err(self.failure(definition, None, refusal));
+            }
+        }
         self.observe_finish(definition, &result);
         if let Some(guard) = guard {
             guard.release().await;
