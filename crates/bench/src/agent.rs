@@ -78,6 +78,17 @@ async fn connection(mut socket: TcpStream, clock: Arc<ServerClock>, responder: A
             }
         };
         let started = Instant::now();
+        if buffer.starts_with(b"GET /clock ") {
+            // The clock of a server serving another process (`fm-bench serve-tools`): not a
+            // model request, and not counted as the server's time.
+            let (busy_ns, requests) = snapshot(&clock);
+            buffer.drain(..head_end);
+            let reply = json_response(&json!({"busy_ns": busy_ns, "requests": requests}));
+            if socket.write_all(&reply).await.is_err() {
+                return;
+            }
+            continue;
+        }
         let total = head_end + content_length(&buffer[..head_end]);
         while buffer.len() < total {
             match socket.read_buf(&mut buffer).await {

@@ -12,6 +12,7 @@
 //! fm-bench claims --backend sqlite|redis|postgres --workers W --items N --samples K [--raw]
 //! fm-bench agent --calls N --samples K
 //! fm-bench tools --calls N --runs R --samples K
+//! fm-bench serve-tools --calls N      # the tools workload's model, for bench/py_tools.py
 //! fm-bench cleanup --store URL        # purge a Redis namespace or drop a PostgreSQL schema
 //! ```
 //!
@@ -101,7 +102,7 @@ fn tokio() -> Result<tokio::runtime::Runtime> {
 
 fn run(args: &[String]) -> Result<Value> {
     let (workload, rest) = args.split_first().ok_or(
-        "usage: fm-bench loop|fanout|suspended|claims|agent|tools|cleanup [--OPTION VALUE]…",
+        "usage: fm-bench loop|fanout|suspended|claims|agent|tools|serve-tools|cleanup [--OPTION VALUE]…",
     )?;
     let options = Args::parse(rest)?;
     let rt = tokio()?;
@@ -130,6 +131,7 @@ fn run(args: &[String]) -> Result<Value> {
             options.number("runs", 10)?.max(1),
             samples,
         )),
+        "serve-tools" => rt.block_on(tool_calls::serve_tools(options.number("calls", 20)?)),
         "cleanup" => rt.block_on(workloads::cleanup(options.text("store")?)),
         other => Err(format!("unknown workload `{other}`")),
     }

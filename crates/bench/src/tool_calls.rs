@@ -22,14 +22,20 @@ use crate::workloads::loop_input;
 
 /// How many tool results the conversation in a chat-completions request body holds.
 ///
-/// The agents send compact JSON, so a tool message starts with exactly this text.
+/// Our agents send compact JSON and Python's clients may put a space after the colon, so a
+/// tool message is a `"role"` key, a colon, optional blanks, then `"tool"`.
 fn tool_results(body: &[u8]) -> u64 {
-    const NEEDLE: &[u8] = b"\"role\":\"tool\"";
+    const KEY: &[u8] = b"\"role\"";
     let mut count = 0;
     let mut rest = body;
-    while let Some(at) = find(rest, NEEDLE) {
-        count += 1;
-        rest = &rest[at + NEEDLE.len()..];
+    while let Some(at) = find(rest, KEY) {
+        rest = &rest[at + KEY.len()..];
+        let value = rest.trim_ascii_start();
+        if let Some(value) = value.strip_prefix(b":")
+            && value.trim_ascii_start().starts_with(b"\"tool\"")
+        {
+            count += 1;
+        }
     }
     count
 }
@@ -47,7 +53,7 @@ fn model_turn(body: &[u8], calls: u64) -> Vec<u8> {
     };
     let finish = if done < calls { "tool_calls" } else { "stop" };
     json_response(&json!({
-        "id": "chatcmpl-bench", "object": "chat.completion", "model": "bench",
+        "id": "chatcmpl-bench", "object": "chat.completion", "model": "gpt-4o-mini",
         "choices": [{"index": 0, "finish_reason": finish, "message": message}],
         "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}
     }))
@@ -184,6 +190,38 @@ pub(crate) async fn tool_calls(calls: u64, runs: u64, samples: u64) -> Result<Va
     }))
 }
 
+/// Serves the tool workload's scripted model to another process (the 4.2.1 reference's side
+/// of the comparison), so that both sides talk to the same server: prints `{"base_url": …}`
+/// on one line, answers `GET /clock` with the server's busy time and request count, and stops
+/// when its standard input closes (so it never outlives the process that started it).
+pub(crate) async fn serve_tools(calls: u64) -> Result<Value> {
+    use std::io::Write as _;
+
+    let calls = calls.max(1);
+    let clock = Arc::new(ServerClock::default());
+    let base_url = start_server(
+        Arc::clone(&clock),
+        Arc::new(move |body: &[u8]| model_turn(body, calls)),
+    )
+    .await?;
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{}", json!({"base_url": base_url}))
+            .and_then(|()| stdout.flush())
+            .map_err(|e| format!("cannot write the server's address: {e}"))?;
+    }
+    // A blocking read on a thread of its own: the server's tasks keep the runtime's workers.
+    tokio::task::spawn_blocking(|| {
+        let mut sink = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink)
+    })
+    .await
+    .map_err(|e| format!("the standard input reader failed: {e}"))?
+    .map_err(|e| format!("cannot read standard input: {e}"))?;
+    let (busy_ns, requests) = snapshot(&clock);
+    Ok(json!({"workload": "serve-tools", "busy_ns": busy_ns, "requests": requests}))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +234,8 @@ mod tests {
             {"role": "tool", "tool_call_id": "b", "content": "{}"}]})
         .to_string();
         assert_eq!(tool_results(body.as_bytes()), 2);
+        let spaced = br#"{"messages": [{"role": "tool", "content": "{}"}, {"role" : "user"}]}"#;
+        assert_eq!(tool_results(spaced), 1);
         assert_eq!(tool_results(b"{}"), 0);
     }
 

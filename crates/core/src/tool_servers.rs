@@ -70,6 +70,10 @@ pub struct ServedTools {
     pub provider: Arc<dyn ToolProvider>,
     /// One entry per tool of [`ToolProvider::definitions`], in the same order.
     pub catalog: Vec<ToolInfo>,
+    /// Tools the servers serve but do not offer, each with why (the agent's `tool_filter`
+    /// denies it, another server serves the name first): a call to one is refused with that
+    /// reason, not as a tool that does not exist.
+    pub withheld: Vec<(String, String)>,
 }
 
 /// A server the config marks `required: true` could not be used; the state that needs it

@@ -130,6 +130,8 @@ pub(crate) struct LoopTools {
     servers: Vec<Option<Arc<dyn ToolProvider>>>,
     /// How many of the first definitions are child machines, which the loop runs itself.
     machines: usize,
+    /// Tools the agent's MCP servers serve but do not offer, with why.
+    withheld: Vec<(String, String)>,
 }
 
 impl LoopTools {
@@ -141,6 +143,15 @@ impl LoopTools {
             .skip(self.machines)
             .filter(|(_, server)| server.is_none())
             .filter_map(|(definition, _)| definition.name())
+    }
+
+    /// What the model is told when it calls `name`, which the loop does not offer: why the
+    /// agent's servers hold it back, if they do.
+    pub(crate) fn not_offered(&self, name: &str) -> String {
+        match self.withheld.iter().find(|(tool, _)| tool == name) {
+            Some((_, why)) => format!("Tool '{name}' is not offered: {why}."),
+            None => format!("Tool '{name}' does not exist."),
+        }
     }
 
     /// The provider serving `name`: `Ok(None)` when no provider does, `Err` when the loop
@@ -193,6 +204,7 @@ impl ToolProviders {
             }
         }
         if let Some(served) = served {
+            tools.withheld.clone_from(&served.withheld);
             for (index, definition) in served.provider.definitions().into_iter().enumerate() {
                 add(
                     definition,

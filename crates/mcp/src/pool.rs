@@ -91,6 +91,7 @@ impl ToolServerPool for McpPool {
         let filter = servers.config.tool_filter.as_ref();
         let mut tools = McpTools::default();
         let mut catalog = Vec::new();
+        let mut withheld = Vec::new();
         for (name, definition) in &servers.config.servers {
             let server = match self.server(name, definition, servers).await {
                 Ok(server) => server,
@@ -108,16 +109,21 @@ impl ToolServerPool for McpPool {
             };
             for tool in &server.tools {
                 if filter.is_some_and(|f| !f.permits(name, &tool.name)) {
+                    withheld.push((
+                        tool.name.to_string(),
+                        format!(
+                            "the agent's tool_filter does not permit `{name}:{}`",
+                            tool.name
+                        ),
+                    ));
                     continue;
                 }
                 if let Some(other) = tools.entries.iter().find(|e| e.tool == tool.name) {
-                    tracing::warn!(
-                        target: "flatmachines::mcp",
-                        agent,
+                    let why = format!(
                         "tool `{}` of MCP server `{name}` is not offered: server `{}` serves a tool of that name first",
-                        tool.name,
-                        other.server.name
+                        tool.name, other.server.name
                     );
+                    tracing::warn!(target: "flatmachines::mcp", agent, "{why}");
                     continue;
                 }
                 let schema = Value::Object((*tool.input_schema).clone());
@@ -158,6 +164,7 @@ impl ToolServerPool for McpPool {
         Ok(ServedTools {
             provider: Arc::new(tools),
             catalog,
+            withheld,
         })
     }
 

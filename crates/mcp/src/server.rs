@@ -200,10 +200,15 @@ impl Server {
                 return Err(explain(self.process.as_ref(), message).await);
             }
             Err(_) => {
-                return Err(format!(
+                let message = format!(
                     "the server did not answer within {} (its `timeout`)",
                     seconds(self.timeout)
-                ));
+                );
+                // It is still running: what it has written to stderr so far, without a wait.
+                return Err(match &self.process {
+                    Some(process) => process.describe(message),
+                    None => message,
+                });
             }
         };
         serde_json::to_value(&result).map_err(|e| format!("its result cannot be read: {e}"))
@@ -298,6 +303,10 @@ impl Process {
                 Ok(status) => status.to_string(),
                 Err(e) => format!("cannot be waited for: {e}"),
             };
+            // What it started in its group must not outlive it. Its pid was just reaped, and
+            // Linux does not hand out a pid that is still some process's group id, so this
+            // reaches the orphans if any are left, and no one else.
+            kill_group(group);
             let _ = sender.send(Some(status));
         });
         Process {
@@ -331,6 +340,12 @@ impl Process {
         }
         // Its stderr closes just before it exits.
         let _ = tokio::time::timeout(STDERR_SETTLE, self.exited()).await;
+        self.describe(message)
+    }
+
+    /// `message`, with whether the process has exited and the tail of its stderr as read so
+    /// far.
+    fn describe(&self, message: String) -> String {
         let status = self.exit.borrow().clone();
         let mut text = message;
         if let Some(status) = status {

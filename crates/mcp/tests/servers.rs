@@ -226,17 +226,22 @@ async fn a_server_that_cannot_start_is_a_tool_error_or_with_required_a_failure()
 }
 
 #[tokio::test]
-async fn a_server_that_exits_at_once_is_reported_with_its_stderr() {
+async fn a_server_that_exits_at_once_is_reported_with_its_stderr_and_leaves_no_process() {
+    let marker = marker();
     let pool = pool();
+    // It leaves a process of its own behind in its group, as a wrapper script that starts
+    // the real server and then fails might.
     let servers = declared(json!({"servers": {"quitter": {
         "command": "sh",
-        "args": ["-c", "echo 'quitter: no config found' >&2; exit 3"],
+        "args": ["-c", "sleep 600 & echo 'quitter: no config found' >&2; exit 3"],
+        "env": {"FM_TEST_MARKER": marker},
         "required": true,
     }}}));
     let error = pool.connect("agent", &servers).await.unwrap_err();
     let message = error.to_string();
     assert!(message.contains("quitter: no config found"), "{message}");
     assert!(message.contains("exit status: 3"), "{message}");
+    assert_no_process_left(&marker);
     pool.shutdown().await;
 }
 
@@ -288,6 +293,14 @@ async fn calls_the_server_cannot_make_are_tool_errors() {
         call(&served, "big", json!({"size": 1})).await,
         Err(ToolError::Unknown(_))
     ));
+    // The loop tells the model why it is not offered.
+    assert_eq!(
+        served.withheld,
+        [(
+            "big".to_owned(),
+            "the agent's tool_filter does not permit `calc:big`".to_owned()
+        )]
+    );
 
     // Arguments the schema refuses never reach the server.
     let outcome = call(&served, "add", json!({"a": "two", "b": 3}))
@@ -325,6 +338,8 @@ async fn calls_the_server_cannot_make_are_tool_errors() {
         message.contains("MCP server `calc`, tool `nap`: the server did not answer within 2s"),
         "{message}"
     );
+    // With what the server wrote to its stderr while it hung.
+    assert!(message.contains("napping for 30"), "{message}");
 
     // The server dies in the middle of a call.
     let Err(ToolError::Failed(message)) = call(&served, "quit", json!({})).await else {

@@ -140,6 +140,8 @@ async fn the_model_calls_a_python_server_and_a_rust_tool_in_one_turn() {
     let (mock, bodies) = model(vec![
         ("add", json!({"a": 2, "b": 3})),
         ("weather", json!({"city": "Lisbon"})),
+        // Denied by the agent's filter: never called, and the model is told why.
+        ("quit", json!({})),
     ])
     .await;
     profiles(dir.path(), &mock);
@@ -172,7 +174,10 @@ data:
     let outcome = run(&dir.path().join("machine.yml")).await;
     assert_eq!(
         outcome.output,
-        json!({"answer": "Results: 5 | sunny in Lisbon", "calls": 2})
+        json!({
+            "answer": "Results: 5 | sunny in Lisbon | Tool 'quit' is not offered: the agent's tool_filter does not permit `calc:quit`.",
+            "calls": 3
+        })
     );
 
     let bodies = bodies.lock().unwrap().clone();

@@ -148,64 +148,151 @@ const PACKAGES: [&str; 3] = [
     "langgraph-checkpoint-sqlite",
 ];
 
+/// The packages of upstream's current SDK, whose tool loop the tool workload is compared with;
+/// a virtualenv of their own, since they replace 1.0.0.
+const PACKAGES_421: [&str; 3] = ["flatmachines==4.2.1", "flatagents==4.2.1", "litellm"];
+
+/// The Python of the virtualenv `~/.cache/flatmachines-rs/NAME`, made with `packages` from PyPI
+/// when `check` does not import there, its versions of `versions` recorded in the report.
+fn virtualenv(
+    results: &mut Results,
+    name: &str,
+    packages: &[&str],
+    check: &str,
+    versions: &[&str],
+) -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from)?;
+    let venv = home.join(".cache/flatmachines-rs").join(name);
+    let python = venv.join("bin/python");
+    let ready = |python: &Path| {
+        Command::new(python)
+            .args(["-c", check])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !ready(&python) {
+        eprintln!("xtask: bench: creating {} (pip, from PyPI)", venv.display());
+        let made = run_bounded(
+            Command::new("python3").arg("-m").arg("venv").arg(&venv),
+            Duration::from_secs(120),
+        )
+        .and_then(|_| {
+            run_bounded(
+                Command::new(venv.join("bin/pip"))
+                    .args(["install", "-q", "--disable-pip-version-check"])
+                    .args(packages),
+                Duration::from_secs(600),
+            )
+        });
+        match made {
+            Ok(done) if done.success && ready(&python) => {}
+            Ok(done) => {
+                results.note(format!(
+                    "could not install {} into {}: {}",
+                    packages.join(" "),
+                    venv.display(),
+                    done.stderr.trim()
+                ));
+                return None;
+            }
+            Err(e) => {
+                results.note(format!("could not make {}: {e}", venv.display()));
+                return None;
+            }
+        }
+    }
+    let script = format!(
+        "import importlib.metadata as m, json; print(json.dumps({{p: m.version(p) for p in {versions:?}}}))"
+    );
+    let text = output_of(Command::new(&python).args(["-c", &script])).unwrap_or_default();
+    if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&text) {
+        for (name, version) in map {
+            let version = version.as_str().unwrap_or("?").to_owned();
+            let label = format!("{name} (PyPI)");
+            if !results
+                .meta
+                .versions
+                .iter()
+                .any(|(l, v)| *l == label && *v == version)
+            {
+                results.meta.versions.push((label, version));
+            }
+        }
+    }
+    if let Some(v) = output_of(Command::new(&python).arg("--version"))
+        && !results.meta.versions.iter().any(|(_, seen)| *seen == v)
+    {
+        results.meta.versions.push((String::new(), v));
+    }
+    Some(python)
+}
+
+/// flatmachines 4.2.1's tool loop on the tool workload's model server (`bench/py_tools.py`,
+/// which starts `fm-bench serve-tools`): `ref421.tools.*`, per tool call, as ours are.
+pub(super) fn tools_421(plan: &Plan, bins: &Bins, root: &Path, results: &mut Results) {
+    let check = "import flatmachines, flatagents, litellm";
+    let versions = ["flatmachines", "flatagents", "litellm"];
+    let Some(python) = virtualenv(results, "bench-venv-421", &PACKAGES_421, check, &versions)
+    else {
+        results.note("flatmachines 4.2.1's tool loop was not run (no virtualenv)");
+        return;
+    };
+    let (calls, runs) = (plan.tool_calls, plan.tool_runs);
+    let args = [calls, runs, 5].map(|n| n.to_string());
+    eprintln!("xtask: bench: py_tools.py {}", args.join(" "));
+    let done = run_bounded(
+        Command::new(&python)
+            .arg(root.join("bench/py_tools.py"))
+            .arg(&bins.harness)
+            .args(&args),
+        Duration::from_secs(600),
+    );
+    let value = match done {
+        Ok(done) if done.success => done
+            .stdout
+            .lines()
+            .last()
+            .and_then(|line| serde_json::from_str::<Value>(line).ok()),
+        Ok(done) => {
+            results.note(format!(
+                "flatmachines 4.2.1's tool loop failed: {}",
+                done.stderr.trim()
+            ));
+            return;
+        }
+        Err(e) => {
+            results.note(format!("flatmachines 4.2.1's tool loop: {e}"));
+            return;
+        }
+    };
+    let Some(value) = value else {
+        results.note("py_tools.py printed no JSON");
+        return;
+    };
+    for (series, key) in [
+        ("samples_s", "ref421.tools.engine"),
+        ("wall_samples_s", "ref421.tools.wall"),
+        ("bare_http_samples_s", "ref421.tools.bare"),
+    ] {
+        let per_call = value[series]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_f64).collect::<Vec<_>>())
+            .unwrap_or_default();
+        results.extend(
+            key,
+            per_call
+                .into_iter()
+                .map(|s| s * 1e6 / (calls * runs) as f64),
+        );
+    }
+}
+
 impl Python {
     /// The virtualenv under ~/.cache/flatmachines-rs/bench-venv, made when missing.
     pub(super) fn prepare(results: &mut Results) -> Option<Python> {
-        let home = std::env::var_os("HOME").map(PathBuf::from)?;
-        let venv = home.join(".cache/flatmachines-rs/bench-venv");
-        let python = venv.join("bin/python");
         let check = "import flatmachines, langgraph, langgraph.checkpoint.sqlite";
-        let ready = |python: &Path| {
-            Command::new(python)
-                .args(["-c", check])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        };
-        if !ready(&python) {
-            eprintln!("xtask: bench: creating {} (pip, from PyPI)", venv.display());
-            let made = run_bounded(
-                Command::new("python3").arg("-m").arg("venv").arg(&venv),
-                Duration::from_secs(120),
-            )
-            .and_then(|_| {
-                run_bounded(
-                    Command::new(venv.join("bin/pip"))
-                        .args(["install", "-q", "--disable-pip-version-check"])
-                        .args(PACKAGES),
-                    Duration::from_secs(600),
-                )
-            });
-            match made {
-                Ok(done) if done.success && ready(&python) => {}
-                Ok(done) => {
-                    results.note(format!(
-                        "could not install {} into {}: {}",
-                        PACKAGES.join(" "),
-                        venv.display(),
-                        done.stderr.trim()
-                    ));
-                    return None;
-                }
-                Err(e) => {
-                    results.note(format!("could not make {}: {e}", venv.display()));
-                    return None;
-                }
-            }
-        }
-        let versions = "import importlib.metadata as m, json; print(json.dumps({p: m.version(p) for p in ['flatmachines', 'langgraph', 'langgraph-checkpoint-sqlite']}))";
-        let text = output_of(Command::new(&python).args(["-c", versions])).unwrap_or_default();
-        if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&text) {
-            for (name, version) in map {
-                let version = version.as_str().unwrap_or("?").to_owned();
-                results
-                    .meta
-                    .versions
-                    .push((format!("{name} (PyPI)"), version));
-            }
-        }
-        if let Some(v) = output_of(Command::new(&python).arg("--version")) {
-            results.meta.versions.push((String::new(), v));
-        }
+        let versions = ["flatmachines", "langgraph", "langgraph-checkpoint-sqlite"];
+        let python = virtualenv(results, "bench-venv", &PACKAGES, check, &versions)?;
         Some(Python { python })
     }
 

@@ -168,6 +168,7 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
         Some(python) => python.run(&plan, &bins, &root, &scratch, &mut results),
         None => results.note("the Python reference and LangGraph were not run (no virtualenv)"),
     }
+    external::tools_421(&plan, &bins, &root, &mut results);
     external::profile_misses(&plan, &bins, &mut results);
 
     results.meta.load = format!("{} → {}", results.meta.load, load_average());

@@ -298,6 +298,7 @@ pub(crate) fn targets(r: &Results) -> Vec<Target> {
         reason: "we commit three times per step (one checkpoint each for `state_enter`, `execute` and `state_exit`) where LangGraph commits once, and each commit hands its statement to sqlx's SQLite thread and back (the kernel scheduler's share of the profile) and appends WAL frames; LangGraph's one `synchronous=FULL` commit costs what this disk's sync costs, which has varied several-fold between sessions (4 057 µs a step on 2026-11-24 00:14 UTC, when the ratio was 32×)",
         replay: Some(("loop", "sqlite")),
     });
+    out.push(tools_target(r));
     for (workers, name) in [
         ("1", "work-pool claim, Postgres, 1 worker"),
         ("4", "work-pool claim, Postgres, 4 workers"),
@@ -649,16 +650,67 @@ fn tools_section(d: &mut String, r: &Results) {
         plan.tool_calls,
         plan.tool_calls + 1,
     );
-    let engine = r.get("tools.engine");
-    let bare = r.get("tools.bare");
+    let added = |side: &str| {
+        r.get(&format!("{side}.engine"))
+            .zip(r.get(&format!("{side}.bare")))
+            .map(|(e, b)| e - b)
+    };
     let _ = writeln!(
         d,
-        "| per tool call | median |\n|---|---|\n| tool loop, excluding the server's time | {} |\n| bare HTTP posts, excluding the server's time | {} |\n| **added by the tool loop** | **{}** |\n| tool loop, wall time | {} |\n",
+        "| per tool call | ours (median) | flatmachines 4.2.1 (median) |\n|---|---|---|\n\
+         | tool loop, excluding the server's time | {} | {} |\n\
+         | bare HTTP posts, excluding the server's time | {} | {} |\n\
+         | **added by the tool loop** | **{}** | **{}** |\n\
+         | tool loop, wall time | {} | {} |\n",
         with_n(r, "tools.engine", " µs"),
+        with_n(r, "ref421.tools.engine", " µs"),
         with_n(r, "tools.bare", " µs"),
-        opt(engine.zip(bare).map(|(e, b)| e - b), " µs"),
+        with_n(r, "ref421.tools.bare", " µs"),
+        opt(added("tools"), " µs"),
+        opt(added("ref421.tools"), " µs"),
         with_n(r, "tools.wall", " µs"),
+        with_n(r, "ref421.tools.wall", " µs"),
     );
+    let _ = writeln!(
+        d,
+        "flatmachines 4.2.1 (`bench/py_tools.py`) runs the same machine on the same server: `fm-bench \
+         serve-tools` answers both sides with the same script and reports its busy time, which each side \
+         takes out of its wall time. Its agent is a 4.2.1 bundle (litellm's OpenAI provider) and its tool \
+         an in-process Python `ToolProvider`; persistence is on (memory backend), so 4.2.1 writes its \
+         `tool_call` checkpoint after every call. Its machines are built before each sample's clock \
+         starts, as our prepared runner is, and its HTTP floor is as many bare posts through httpx, the \
+         client under litellm's OpenAI provider.\n"
+    );
+}
+
+/// The tool-loop target: what our loop adds per call against what 4.2.1's adds.
+fn tools_target(r: &Results) -> Target {
+    let added = |side: &str| {
+        r.get(&format!("{side}.engine"))
+            .zip(r.get(&format!("{side}.bare")))
+            .map(|(e, b)| e - b)
+    };
+    let (ours, theirs) = (added("tools"), added("ref421.tools"));
+    let ratio = ours
+        .zip(theirs)
+        .filter(|(o, _)| *o > 0.0)
+        .map(|(o, t)| t / o);
+    Target {
+        name: "tool loop, per tool call, excluding the servers' time (journal on)",
+        goal: "≤ 1/20 of flatmachines 4.2.1's overhead on the same mocks",
+        measured: match ratio {
+            Some(x) => format!(
+                "{} added, 4.2.1 {}: 1/{}",
+                opt(ours, " µs"),
+                opt(theirs, " µs"),
+                num(x)
+            ),
+            None => format!("{} added (4.2.1 not run)", opt(ours, " µs")),
+        },
+        met: ratio.map(|x| x >= 20.0),
+        reason: "each call is two journal checkpoints (after the model turn and after the result), each encoding the whole conversation so far, and one more render and send of that growing conversation",
+        replay: None,
+    }
 }
 
 fn memory_section(d: &mut String, r: &Results) {

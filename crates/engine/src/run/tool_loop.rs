@@ -502,7 +502,7 @@ impl Execution {
                     "Tool '{name}' is declared by the agent but no tool provider serves it."
                 ));
             }
-            Err(()) => return ToolOutcome::error(format!("Tool '{name}' does not exist.")),
+            Err(()) => return ToolOutcome::error(tools.not_offered(name)),
         };
         let deadline = timeout.map(|limit| Instant::now() + limit);
         let request = ToolRequest {

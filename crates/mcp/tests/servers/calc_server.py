@@ -62,6 +62,7 @@ def broken(ctx: Context) -> str:
 async def nap(seconds: float, ctx: Context) -> str:
     """Sleeps, then answers."""
     record(ctx, "nap", {"seconds": seconds})
+    print(f"calc server: napping for {seconds:g} seconds", file=sys.stderr, flush=True)
     await asyncio.sleep(seconds)
     return "rested"
 

@@ -55,7 +55,36 @@ fn targets_are_judged_from_medians() {
     );
     assert_eq!(by_name("work-pool claim, Postgres, 4 workers").met, None);
     assert_eq!(by_name("state step, SQLite checkpoints").met, None);
-    assert_eq!(all.len(), 11, "every §10 target has a row");
+    assert_eq!(all.len(), 12, "every §10 target has a row");
+}
+
+#[test]
+fn the_tool_target_compares_what_each_loop_adds_to_its_http_floor() {
+    let target = |pairs: &[(&str, &[f64])]| tools_target(&results(pairs));
+    // Ours adds 250 - 130 = 120 µs, 4.2.1 adds 5 900 - 600 = 5 300 µs: 1/44.
+    let met = target(&[
+        ("tools.engine", &[250.0]),
+        ("tools.bare", &[130.0]),
+        ("ref421.tools.engine", &[5900.0]),
+        ("ref421.tools.bare", &[600.0]),
+    ]);
+    assert_eq!(met.met, Some(true), "{}", met.measured);
+    assert!(met.measured.contains("1/44.2"), "{}", met.measured);
+    // 1 000 - 600 = 400 µs against 120 µs: only 3.3×.
+    let missed = target(&[
+        ("tools.engine", &[250.0]),
+        ("tools.bare", &[130.0]),
+        ("ref421.tools.engine", &[1000.0]),
+        ("ref421.tools.bare", &[600.0]),
+    ]);
+    assert_eq!(missed.met, Some(false), "{}", missed.measured);
+    let alone = target(&[("tools.engine", &[250.0]), ("tools.bare", &[130.0])]);
+    assert_eq!(alone.met, None);
+    assert!(
+        alone.measured.contains("4.2.1 not run"),
+        "{}",
+        alone.measured
+    );
 }
 
 #[test]
@@ -100,7 +129,7 @@ fn the_document_says_it_is_generated_and_shows_every_target() {
         "{doc}"
     );
     assert!(doc.contains("Missed in this run"), "{doc}");
-    assert_eq!(doc.matches("not measured |").count(), 7, "{doc}");
+    assert_eq!(doc.matches("not measured |").count(), 8, "{doc}");
 }
 
 #[test]
