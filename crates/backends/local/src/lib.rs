@@ -9,6 +9,7 @@
 mod error;
 mod files;
 mod lock;
+mod order;
 mod persistence;
 
 pub use lock::LocalFileLock;

@@ -8,6 +8,7 @@ use flatmachines_core::{Error, PersistenceBackend, Result, validate_key, validat
 
 use crate::error::{LocalError, blocking};
 use crate::files;
+use crate::order::KeyOrder;
 
 /// A [`PersistenceBackend`] storing each key as a file under one directory.
 ///
@@ -51,12 +52,21 @@ use crate::files;
 /// or processes, never share a temporary file; the last rename wins. A relative directory is
 /// resolved against the working directory at each call, as in the reference runtime.
 ///
-/// `Clone` is cheap (a path and a flag) and shares nothing mutable: clones write the same
-/// files.
+/// Calls on one key through one backend (and its clones) take effect in the order they were
+/// made, even when a caller stops waiting for one: dropping the future of a `save` or
+/// `delete` does not stop its filesystem work, so the next call on that key waits until that
+/// work is done, and a `list` waits for every call started before it. Without this, a
+/// checkpoint write abandoned by a cancelled run could land in the middle of a later run's
+/// `replace` (its `list` missing the pointer, its `delete` removing the snapshot), leaving a
+/// pointer to a snapshot that no longer exists.
+///
+/// `Clone` is cheap (a path, a flag and a shared lock table): clones write the same files, in
+/// the same order.
 #[derive(Debug, Clone)]
 pub struct LocalFileBackend {
     dir: PathBuf,
     durable: bool,
+    order: KeyOrder,
 }
 
 impl LocalFileBackend {
@@ -69,7 +79,11 @@ impl LocalFileBackend {
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
         files::ensure_dir(&dir, "create checkpoint directory")?;
-        Ok(LocalFileBackend { dir, durable: true })
+        Ok(LocalFileBackend {
+            dir,
+            durable: true,
+            order: KeyOrder::default(),
+        })
     }
 
     /// Reads checkpoints under an existing `dir`, creating nothing: for tools that only look
@@ -80,7 +94,11 @@ impl LocalFileBackend {
     pub fn open_existing(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
         match std::fs::metadata(&dir) {
-            Ok(meta) if meta.is_dir() => Ok(LocalFileBackend { dir, durable: true }),
+            Ok(meta) if meta.is_dir() => Ok(LocalFileBackend {
+            dir,
+            durable: true,
+            order: KeyOrder::default(),
+        }),
             Ok(_) => Err(LocalError::new(
                 "open checkpoint directory",
                 &dir,
@@ -183,8 +201,13 @@ impl LocalFileBackend {
 impl PersistenceBackend for LocalFileBackend {
     async fn save(&self, key: &str, value: Bytes) -> Result<()> {
         check_key(key)?;
+        let held = self.order.hold([key]).await;
         let (dir, durable, key) = (self.dir.clone(), self.durable, key.to_owned());
-        blocking(move || files::write_all(&dir, &[(key.as_str(), value)], durable)).await
+        blocking(move || {
+            let _held = held;
+            files::write_all(&dir, &[(key.as_str(), value)], durable)
+        })
+        .await
     }
 
     async fn save_many(&self, entries: &[(&str, Bytes)]) -> Result<()> {
@@ -199,8 +222,10 @@ impl PersistenceBackend for LocalFileBackend {
             .iter()
             .map(|(key, value)| ((*key).to_owned(), value.clone()))
             .collect();
+        let held = self.order.hold(entries.iter().map(|(key, _)| *key)).await;
         let (dir, durable) = (self.dir.clone(), self.durable);
         blocking(move || {
+            let _held = held;
             let borrowed: Vec<(&str, Bytes)> = owned
                 .iter()
                 .map(|(key, value)| (key.as_str(), value.clone()))
@@ -212,20 +237,35 @@ impl PersistenceBackend for LocalFileBackend {
 
     async fn load(&self, key: &str) -> Result<Option<Bytes>> {
         check_key(key)?;
+        let held = self.order.hold([key]).await;
         let path = self.path_of(key);
-        blocking(move || files::read(&path)).await
+        blocking(move || {
+            let _held = held;
+            files::read(&path)
+        })
+        .await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
         check_key(key)?;
+        let held = self.order.hold([key]).await;
         let (dir, durable, key) = (self.dir.clone(), self.durable, key.to_owned());
-        blocking(move || files::delete(&dir, &key, durable)).await
+        blocking(move || {
+            let _held = held;
+            files::delete(&dir, &key, durable)
+        })
+        .await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         check_prefix(prefix)?;
+        let held = self.order.hold_all().await;
         let (dir, prefix) = (self.dir.clone(), prefix.to_owned());
-        blocking(move || files::walk(&dir, &prefix).map(|walk| walk.keys)).await
+        blocking(move || {
+            let _held = held;
+            files::walk(&dir, &prefix).map(|walk| walk.keys)
+        })
+        .await
     }
 }
 

@@ -507,3 +507,36 @@ async fn a_failed_save_names_the_path_and_keeps_the_old_value() {
     assert_eq!(backend.load("exec/two").await.unwrap(), None);
     assert_eq!(tree(backend.dir()), ["exec/", "exec/one"]);
 }
+
+/// The checkpoint pair of a cancelled run, abandoned mid-write, then a `replace` of the same
+/// execution (list, delete each): the list must see both keys, or the pointer survives the
+/// snapshot it names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_sees_every_write_started_before_it() {
+    let (_tmp, backend) = backend();
+    let mut abandoned = 0;
+    for round in 0..50 {
+        let pair = [
+            ("exec/step_000000_machine_start.json", bytes("snapshot")),
+            ("exec/latest", bytes("step_000000_machine_start.json")),
+        ];
+        if tokio::time::timeout(std::time::Duration::ZERO, backend.save_many(&pair))
+            .await
+            .is_err()
+        {
+            abandoned += 1;
+        }
+        for key in backend.list("exec/").await.unwrap() {
+            backend.delete(&key).await.unwrap();
+        }
+        // Time for an abandoned save that was not waited for to land, as it would in a
+        // runtime that goes on.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(
+            backend.list("exec/").await.unwrap(),
+            Vec::<String>::new(),
+            "round {round}: a key written by the abandoned save outlived the replace"
+        );
+    }
+    assert!(abandoned > 0, "no save was abandoned: the test proved nothing");
+}
