@@ -421,9 +421,9 @@ impl Compiler<'_> {
                     format!("`{as_var}` is a reserved variable; choose another item name"),
                 ));
             }
-            let items = self.template(items, &at("foreach"))?;
+            let items = self.tree(&Value::String(items.clone()), &at("foreach"))?;
             let key = match &state.key {
-                Some(key) => Some(self.template(key, &at("key"))?),
+                Some(key) => Some(self.tree(&Value::String(key.clone()), &at("key"))?),
                 None => None,
             };
             let input = self.tree_map(input, &at("input"))?;

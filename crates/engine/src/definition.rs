@@ -152,9 +152,10 @@ pub(crate) enum Children {
     },
     /// `foreach` + `machine`.
     Foreach {
-        items: Template,
+        /// A template, or a bare path (`context.xs`) as the reference allows.
+        items: TemplateTree,
         as_var: String,
-        key: Option<Template>,
+        key: Option<TemplateTree>,
         child: ChildRef,
         input: TemplateTree,
         mode: Mode,

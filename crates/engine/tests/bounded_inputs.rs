@@ -6,7 +6,7 @@
 //! binary again) under `prlimit` (2 GiB of address space, 120 s of CPU) and a kill after
 //! 300 s: should a bound ever stop holding, the child dies, not the machine.
 
-use std::process::Command;
+mod common;
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -20,30 +20,7 @@ const INNER: &str = "generated_inputs_finish_within_the_bounds";
 
 #[test]
 fn generated_inputs_run_in_a_bounded_child_process() {
-    let exe = std::env::current_exe().expect("the test binary");
-    let output = Command::new("prlimit")
-        .arg(format!("--as={}", 2u64 << 30))
-        .arg("--cpu=120")
-        .arg("--")
-        .args(["timeout", "-s", "KILL", "300"])
-        .arg(exe)
-        .args([
-            INNER,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .output()
-        .expect("prlimit and timeout run (util-linux, coreutils)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the bounded child failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
-    assert!(stdout.contains("1 passed"), "{stdout}\n{stderr}");
+    common::run_bounded_child(INNER);
 }
 
 /// Small bounds, so that generated inputs reach them quickly.

@@ -95,10 +95,10 @@ impl LocalFileBackend {
         let dir = dir.into();
         match std::fs::metadata(&dir) {
             Ok(meta) if meta.is_dir() => Ok(LocalFileBackend {
-            dir,
-            durable: true,
-            order: KeyOrder::default(),
-        }),
+                dir,
+                durable: true,
+                order: KeyOrder::default(),
+            }),
             Ok(_) => Err(LocalError::new(
                 "open checkpoint directory",
                 &dir,

@@ -262,7 +262,7 @@ impl Execution {
                 mode,
                 timeout,
             } => {
-                let items = match templates.render(items, &vars).map_err(template_error)? {
+                let items = match items.render(templates, &vars).map_err(template_error)? {
                     Value::Array(items) => items,
                     other => {
                         return Err(state_error(
@@ -323,7 +323,7 @@ impl Execution {
                         .clone()
                         .with(as_var.clone(), Root::Value(Arc::new(item)));
                     if let Some(key) = key {
-                        let rendered = templates.render(key, &item_vars).map_err(template_error)?;
+                        let rendered = key.render(templates, &item_vars).map_err(template_error)?;
                         let key = key_text(&rendered).ok_or_else(|| {
                             state_error(
                                 error_types::INVALID_VALUE,

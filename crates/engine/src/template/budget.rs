@@ -15,7 +15,7 @@ use minijinja::{Error as MjError, State};
 /// Fuel per byte built, as minijinja's own pricing of values (one unit per 16 bytes).
 const BYTES_PER_UNIT: u64 = 16;
 
-fn charge_bytes(state: &State, bytes: u64) -> Result<(), MjError> {
+pub(super) fn charge_bytes(state: &State, bytes: u64) -> Result<(), MjError> {
     state.consume_fuel(bytes / BYTES_PER_UNIT)
 }
 
@@ -28,30 +28,34 @@ fn replaced_len(text: &str, from: &str, to: &str) -> u64 {
     (text.len() as u64).saturating_add(hits.saturating_mul(to.len() as u64))
 }
 
-/// `replace`, priced by the length of its result.
+/// `replace(value, old, new, count=None)`, priced by the length of its result; `count` replaces
+/// only the first so many, as Python's `str.replace` does.
 pub(super) fn replace(
     state: &State,
     value: StringInput<'_>,
     from: StringInput<'_>,
     to: StringInput<'_>,
+    rest: Rest<MjValue>,
 ) -> Result<MjValue, MjError> {
+    let (positional, kwargs) = super::filters::split_kwargs(&rest)?;
+    let (count,): (Option<i64>,) = from_args(positional)?;
+    let count = match count {
+        Some(count) => Some(count),
+        None => kwargs.get::<Option<i64>>("count")?,
+    };
+    kwargs.assert_all_used()?;
     charge_bytes(
         state,
         replaced_len(value.as_str(), from.as_str(), to.as_str()),
     )?;
-    minijinja::filters::replace(state, value, from, to)
-}
-
-/// `join`, priced by the separators it inserts.
-pub(super) fn join(
-    state: &State,
-    value: &MjValue,
-    joiner: Option<StringInput<'_>>,
-) -> Result<MjValue, MjError> {
-    let separator = joiner.as_ref().map_or(0, |j| j.as_str().len() as u64);
-    let items = value.len().unwrap_or(0) as u64;
-    charge_bytes(state, items.saturating_sub(1).saturating_mul(separator))?;
-    minijinja::filters::join(state, value, joiner)
+    match count.and_then(|count| usize::try_from(count).ok()) {
+        Some(count) => Ok(MjValue::from(value.as_str().replacen(
+            from.as_str(),
+            to.as_str(),
+            count,
+        ))),
+        None => minijinja::filters::replace(state, value, from, to),
+    }
 }
 
 /// `indent`, priced by the padding it adds to each line. The arguments are read as the
@@ -73,7 +77,7 @@ pub(super) fn indent(
 }
 
 /// Python's string methods (`s.replace(a, b)`, `sep.join(items)`, `s.center(n)`), priced
-/// as their filters are, then handed to minijinja-contrib.
+/// as their filters are, then run by [`super::methods`] or minijinja-contrib.
 pub(super) fn python_method(
     state: &State,
     value: &MjValue,
@@ -88,6 +92,11 @@ pub(super) fn python_method(
                 let items = args.first().and_then(|a| a.len()).unwrap_or(0) as u64;
                 items.saturating_sub(1).saturating_mul(text.len() as u64)
             }
+            "expandtabs" => (text.matches('\t').count() as u64).saturating_mul(
+                args.first()
+                    .and_then(|a| a.as_usize())
+                    .map_or(8, |size| size as u64),
+            ),
             "center" | "ljust" | "rjust" | "zfill" => args
                 .first()
                 .and_then(|a| a.as_usize())
@@ -95,6 +104,9 @@ pub(super) fn python_method(
             _ => 0,
         };
         charge_bytes(state, built)?;
+    }
+    if let Some(result) = super::methods::call(value, method, args)? {
+        return Ok(result);
     }
     minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
 }

@@ -10,7 +10,11 @@
 //! Templates are compiled once, when the config loads.
 
 mod budget;
+mod filters;
+mod globals;
 mod json;
+mod methods;
+mod numbers;
 mod tree;
 
 use std::borrow::Cow;
@@ -126,8 +130,28 @@ impl TemplateEngine {
         env.set_unknown_method_callback(budget::python_method);
         env.add_filter("fromjson", fromjson);
         env.add_filter("replace", budget::replace);
-        env.add_filter("join", budget::join);
         env.add_filter("indent", budget::indent);
+        // Jinja2's own, where minijinja's are missing or answer otherwise.
+        env.add_filter("join", filters::join);
+        env.add_filter("int", numbers::int);
+        env.add_filter("float", numbers::float);
+        env.add_filter("round", numbers::round);
+        env.add_filter("sum", filters::sum);
+        env.add_filter("min", filters::min);
+        env.add_filter("max", filters::max);
+        env.add_filter("title", filters::title);
+        env.add_filter("wordcount", filters::wordcount);
+        env.add_filter("center", filters::center);
+        env.add_filter("truncate", filters::truncate);
+        env.add_filter("striptags", filters::striptags);
+        env.add_filter("filesizeformat", numbers::filesizeformat);
+        env.add_filter("xmlattr", filters::xmlattr);
+        env.add_filter("forceescape", filters::forceescape);
+        env.add_filter("urlencode", filters::urlencode);
+        env.add_filter("tojson", filters::tojson);
+        env.add_function("cycler", globals::cycler);
+        env.add_function("joiner", globals::joiner);
+        env.add_function("lipsum", globals::lipsum);
         let defaults = Limits::default();
         let mut engine = TemplateEngine {
             env,
@@ -150,9 +174,12 @@ impl TemplateEngine {
     pub(crate) fn compile(&mut self, source: &str, location: &str) -> Result<Template, String> {
         let name: Arc<str> = format!("t{}:{location}", self.next_id).into();
         self.next_id += 1;
-        self.env
-            .add_template_owned(name.to_string(), source.to_owned())
-            .map_err(|e| describe(&e))?;
+        let env = &mut self.env;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            env.add_template_owned(name.to_string(), source.to_owned())
+        }))
+        .map_err(|panic| renderer_panicked(&panic))?
+        .map_err(|e| describe(&e))?;
         Ok(Template {
             name,
             location: location.into(),
@@ -188,8 +215,13 @@ impl TemplateEngine {
         let overflowed = Rc::new(Cell::new(false));
         let max = usize::try_from(self.max_bytes).unwrap_or(usize::MAX);
         let mut out = budget::CappedText::new(max, Rc::clone(&overflowed));
-        let rendered =
-            compiled.render_captured_to(MjValue::from_object(VarsObject(vars.clone())), &mut out);
+        let root = MjValue::from_object(VarsObject(vars.clone()));
+        // A panic inside the renderer is a bug there, and it fails this one field, not the
+        // process.
+        let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            compiled.render_captured_to(root, &mut out)
+        }))
+        .map_err(|panic| error(renderer_panicked(&panic)))?;
         if let Err(e) = rendered {
             return Err(error(if overflowed.get() {
                 format!(
@@ -266,6 +298,10 @@ fn format_value(out: &mut Output, state: &State, value: &MjValue) -> Result<(), 
         ValueKind::Undefined => Ok(()),
         ValueKind::None => write(out, "null"),
         ValueKind::Bool => write(out, if value.is_true() { "true" } else { "false" }),
+        ValueKind::Number if !value.is_integer() => match f64::try_from(value.clone()) {
+            Ok(float) => write(out, &numbers::python_float(float)),
+            Err(_) => write(out, &value.to_string()),
+        },
         ValueKind::Number => write(out, &serde_json::to_string(value).unwrap_or_default()),
         ValueKind::Seq | ValueKind::Map => write(out, &python_json(value)),
         _ => minijinja::escape_formatter(out, state, value),
@@ -285,6 +321,16 @@ fn fromjson(value: MjValue) -> Result<MjValue, MjError> {
                 format!("fromjson: the text is not valid JSON ({e})"),
             )
         })
+}
+
+/// What a panic inside minijinja is reported as, with its message when it has one.
+fn renderer_panicked(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    format!("the template renderer failed inside (a bug in it, please report it): {detail}")
 }
 
 /// A one-line description of a minijinja error, with its line.
@@ -323,3 +369,6 @@ fn kind_name(kind: ErrorKind) -> &'static str {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod jinja2_facts;

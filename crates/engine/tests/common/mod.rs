@@ -228,3 +228,34 @@ impl flatmachines_core::PersistenceBackend for DyingStore {
         self.inner.list(prefix).await
     }
 }
+
+/// Runs the ignored test `inner` of this test binary in a child process under `prlimit`
+/// (2 GiB of address space, 120 s of CPU) and a kill after 300 s, and fails unless it passes:
+/// for properties fed hostile inputs, so that a bound that stops holding kills the child, not
+/// the machine.
+pub fn run_bounded_child(inner: &str) {
+    let exe = std::env::current_exe().expect("the test binary");
+    let output = std::process::Command::new("prlimit")
+        .arg(format!("--as={}", 2u64 << 30))
+        .arg("--cpu=120")
+        .arg("--")
+        .args(["timeout", "-s", "KILL", "300"])
+        .arg(exe)
+        .args([
+            inner,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .output()
+        .expect("prlimit and timeout run (util-linux, coreutils)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the bounded child failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(stdout.contains("1 passed"), "{stdout}\n{stderr}");
+}

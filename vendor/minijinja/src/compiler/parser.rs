@@ -460,9 +460,28 @@ impl<'a> Parser<'a> {
     binop!(parse_pow, parse_unary, {
         Some((Token::Pow, _)) => ast::BinOpKind::Pow,
     });
-    unaryop!(parse_unary_only, parse_primary, {
-        Some((Token::Minus, _)) => ast::UnaryOpKind::Neg,
-    });
+    /// `-` and what it negates. As in Jinja2, that is the primary with its attribute, item and
+    /// call links (`-a.b` is `-(a.b)`), but not its filters (`-a|abs` is `(-a)|abs`).
+    fn parse_unary_only(&mut self) -> Result<ast::Expr<'a>, Error> {
+        let span = self.stream.current_span();
+        if !matches!(ok!(self.stream.current()), Some((Token::Minus, _))) {
+            return self.parse_primary();
+        }
+        ok!(self.stream.next());
+        let expr = ok!(with_recursion_guard!(self, {
+            let operand_span = self.stream.current_span();
+            self.parse_measured(|p| p.parse_unary_only())
+                .and_then(|(expr, height)| self.parse_postfix(expr, height, operand_span))
+                .map(|(expr, _)| expr)
+        }));
+        Ok(ast::Expr::UnaryOp(Spanned::new(
+            ast::UnaryOp {
+                op: ast::UnaryOpKind::Neg,
+                expr,
+            },
+            self.stream.expand_span(span),
+        )))
+    }
 
     fn parse_unary(&mut self) -> Result<ast::Expr<'a>, Error> {
         let span = self.stream.current_span();

@@ -107,29 +107,34 @@ fn get_offset_and_len<F: FnOnce() -> usize>(
     }
 }
 
+/// The indices a slice with a negative step visits, by Python's `slice.indices` rules: `start`
+/// defaults to the last item and `stop` to before the first; negative bounds count from the
+/// end; bounds past either end are clamped. Empty when `end` is 0, and no subtraction can
+/// wrap, so no index is ever out of bounds.
 fn range_step_backwards(
     start: Option<i64>,
     stop: Option<i64>,
     step: usize,
     end: usize,
 ) -> impl Iterator<Item = usize> {
-    let start = match start {
-        None => end.saturating_sub(1),
-        Some(start) if start >= end as i64 => end.saturating_sub(1),
-        Some(start) if start >= 0 => start as usize,
-        Some(start) => (end as i64 + start).max(0) as usize,
+    let end = i64::try_from(end).unwrap_or(i64::MAX);
+    let clamp = |x: i64| {
+        if x < 0 {
+            x.saturating_add(end).max(-1)
+        } else {
+            x.min(end - 1)
+        }
     };
-    let stop = match stop {
-        None => 0,
-        Some(stop) if stop < 0 => (end as i64 + stop).max(0) as usize,
-        Some(stop) => stop as usize,
-    };
-    let length = if stop == 0 {
-        (start + step) / step
+    let start = start.map_or(end - 1, clamp);
+    let stop = stop.map_or(-1, clamp);
+    // The caller refuses a step of 0.
+    let step = i64::try_from(step).unwrap_or(i64::MAX).max(1);
+    let count = if start > stop {
+        (start - stop - 1) / step + 1
     } else {
-        (start - stop + step - 1) / step
+        0
     };
-    (stop..=start).rev().step_by(step).take(length)
+    (0..count).map(move |k| (start - k * step) as usize)
 }
 
 pub fn slice(value: Value, start: Value, stop: Value, step: Value) -> Result<Value, Error> {
@@ -176,7 +181,7 @@ pub fn slice(value: Value, start: Value, stop: Value, step: Value) -> Result<Val
             } else {
                 let chars: Vec<char> = s.chars().collect();
                 Ok(Value::from(
-                    range_step_backwards(start, stop, -step as usize, chars.len())
+                    range_step_backwards(start, stop, step.unsigned_abs() as usize, chars.len())
                         .map(move |i| chars[i])
                         .collect::<String>(),
                 ))
@@ -195,7 +200,7 @@ pub fn slice(value: Value, start: Value, stop: Value, step: Value) -> Result<Val
                 ))
             } else {
                 Ok(Value::from_bytes(
-                    range_step_backwards(start, stop, -step as usize, b.len())
+                    range_step_backwards(start, stop, step.unsigned_abs() as usize, b.len())
                         .map(|i| b[i])
                         .collect::<Vec<u8>>(),
                 ))
@@ -218,7 +223,7 @@ pub fn slice(value: Value, start: Value, stop: Value, step: Value) -> Result<Val
                     if let Some(iter) = obj.try_iter() {
                         let vec: Vec<Value> = iter.collect();
                         Box::new(
-                            range_step_backwards(start, stop, -step as usize, vec.len())
+                            range_step_backwards(start, stop, step.unsigned_abs() as usize, vec.len())
                                 .map(move |i| vec[i].clone()),
                         )
                     } else {
@@ -317,7 +322,55 @@ pub fn add(lhs: &Value, rhs: &Value) -> Result<Value, Error> {
 }
 
 math_binop!(sub, checked_sub, -);
-math_binop!(rem, checked_rem_euclid, %);
+
+fn zero_division(op: &str, lhs: &Value, rhs: &Value) -> Error {
+    Error::new(
+        ErrorKind::InvalidOperation,
+        format!("division by zero: {lhs} {op} {rhs}"),
+    )
+}
+
+/// Python's `%`: the result takes the divisor's sign (`2 % -3` is -1, `-7.5 % 2` is 0.5), and
+/// a zero divisor is an error for floats as for integers.
+pub fn rem(lhs: &Value, rhs: &Value) -> Result<Value, Error> {
+    match coerce(lhs, rhs, true) {
+        Some(CoerceResult::I128(_, 0)) => Err(zero_division("%", lhs, rhs)),
+        Some(CoerceResult::I128(a, b)) => match a.checked_rem(b) {
+            Some(r) if r != 0 && (r < 0) != (b < 0) => Ok(int_as_value(r + b)),
+            Some(r) => Ok(int_as_value(r)),
+            None => Err(failed_op("%", lhs, rhs)),
+        },
+        Some(CoerceResult::F64(_, b)) if b == 0.0 => Err(zero_division("%", lhs, rhs)),
+        Some(CoerceResult::F64(a, b)) => Ok(python_float_divmod(a, b).1.into()),
+        _ => Err(impossible_op("%", lhs, rhs)),
+    }
+}
+
+/// Python's float `divmod` (CPython's `_float_div_mod`): the floored quotient and the
+/// remainder with the divisor's sign, from `fmod` so that `1 // 0.1` is 9.0 as in Python.
+fn python_float_divmod(a: f64, b: f64) -> (f64, f64) {
+    let mut rem = a % b;
+    let mut div = (a - rem) / b;
+    if rem != 0.0 {
+        if (b < 0.0) != (rem < 0.0) {
+            rem += b;
+            div -= 1.0;
+        }
+    } else {
+        rem = 0.0f64.copysign(b);
+    }
+    let floor = if div != 0.0 {
+        let floor = div.floor();
+        if div - floor > 0.5 {
+            floor + 1.0
+        } else {
+            floor
+        }
+    } else {
+        0.0f64.copysign(a / b)
+    };
+    (floor, rem)
+}
 
 pub fn mul(lhs: &Value, rhs: &Value) -> Result<Value, Error> {
     if let Some((s, n)) = lhs
@@ -395,27 +448,29 @@ fn repeat_iterable(n: &Value, seq: &DynObject) -> Result<Value, Error> {
     }))
 }
 
+/// True division; a zero divisor is an error, as in Python (not an infinity or a NaN).
 pub fn div(lhs: &Value, rhs: &Value) -> Result<Value, Error> {
-    fn do_it(lhs: &Value, rhs: &Value) -> Option<Value> {
-        let a = some!(as_f64(lhs, true));
-        let b = some!(as_f64(rhs, true));
-        Some((a / b).into())
+    let (Some(a), Some(b)) = (as_f64(lhs, true), as_f64(rhs, true)) else {
+        return Err(impossible_op("/", lhs, rhs));
+    };
+    if b == 0.0 {
+        return Err(zero_division("/", lhs, rhs));
     }
-    do_it(lhs, rhs).ok_or_else(|| impossible_op("/", lhs, rhs))
+    Ok((a / b).into())
 }
 
+/// Python's `//`: the quotient floored toward negative infinity (`7 // -2` is -4); a zero
+/// divisor is an error.
 pub fn int_div(lhs: &Value, rhs: &Value) -> Result<Value, Error> {
     match coerce(lhs, rhs, true) {
-        Some(CoerceResult::I128(a, b)) => {
-            if b != 0 {
-                a.checked_div_euclid(b)
-                    .ok_or_else(|| failed_op("//", lhs, rhs))
-                    .map(int_as_value)
-            } else {
-                Err(failed_op("//", lhs, rhs))
-            }
-        }
-        Some(CoerceResult::F64(a, b)) => Ok(a.div_euclid(b).into()),
+        Some(CoerceResult::I128(_, 0)) => Err(zero_division("//", lhs, rhs)),
+        Some(CoerceResult::I128(a, b)) => match (a.checked_div(b), a.checked_rem(b)) {
+            (Some(q), Some(r)) if r != 0 && (r < 0) != (b < 0) => Ok(int_as_value(q - 1)),
+            (Some(q), Some(_)) => Ok(int_as_value(q)),
+            _ => Err(failed_op("//", lhs, rhs)),
+        },
+        Some(CoerceResult::F64(_, b)) if b == 0.0 => Err(zero_division("//", lhs, rhs)),
+        Some(CoerceResult::F64(a, b)) => Ok(python_float_divmod(a, b).0.into()),
         _ => Err(impossible_op("//", lhs, rhs)),
     }
 }
@@ -423,11 +478,17 @@ pub fn int_div(lhs: &Value, rhs: &Value) -> Result<Value, Error> {
 /// Implements a binary `pow` operation on values.
 pub fn pow(lhs: &Value, rhs: &Value) -> Result<Value, Error> {
     match coerce(lhs, rhs, true) {
+        // A negative exponent gives a float, as in Python (`2 ** -1` is 0.5).
+        Some(CoerceResult::I128(0, b)) if b < 0 => Err(zero_division("**", lhs, rhs)),
+        Some(CoerceResult::I128(a, b)) if b < 0 => Ok((a as f64).powf(b as f64).into()),
         Some(CoerceResult::I128(a, b)) => {
             match TryFrom::try_from(b).ok().and_then(|b| a.checked_pow(b)) {
                 Some(val) => Ok(int_as_value(val)),
                 None => Err(failed_op("**", lhs, rhs)),
             }
+        }
+        Some(CoerceResult::F64(a, b)) if a == 0.0 && b < 0.0 => {
+            Err(zero_division("**", lhs, rhs))
         }
         Some(CoerceResult::F64(a, b)) => Ok((a.powf(b)).into()),
         _ => Err(impossible_op("**", lhs, rhs)),
@@ -436,6 +497,10 @@ pub fn pow(lhs: &Value, rhs: &Value) -> Result<Value, Error> {
 
 /// Implements an unary `neg` operation on value.
 pub fn neg(val: &Value) -> Result<Value, Error> {
+    // A boolean is a number in Python: `-True` is -1.
+    if val.kind() == ValueKind::Bool {
+        return Ok(Value::from(-i64::from(val.is_true())));
+    }
     if val.kind() == ValueKind::Number {
         match val.0 {
             ValueRepr::F64(x) => Ok((-x).into()),

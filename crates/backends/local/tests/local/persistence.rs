@@ -538,5 +538,8 @@ async fn a_list_sees_every_write_started_before_it() {
             "round {round}: a key written by the abandoned save outlived the replace"
         );
     }
-    assert!(abandoned > 0, "no save was abandoned: the test proved nothing");
+    assert!(
+        abandoned > 0,
+        "no save was abandoned: the test proved nothing"
+    );
 }
