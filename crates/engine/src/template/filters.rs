@@ -119,7 +119,19 @@ fn ordering_key(value: &MjValue, case_sensitive: bool) -> MjValue {
     }
 }
 
-/// The least or greatest item (`want`), by Jinja2's ordering.
+/// Which values Python can order against each other: numbers (booleans among them), strings,
+/// lists; anything else only against its own kind.
+fn order_class(value: &MjValue) -> Result<u8, ValueKind> {
+    match value.kind() {
+        ValueKind::Number | ValueKind::Bool => Ok(0),
+        ValueKind::String => Ok(1),
+        ValueKind::Seq => Ok(2),
+        other => Err(other),
+    }
+}
+
+/// The least or greatest item (`want`), by Jinja2's ordering; items Python cannot order
+/// against each other (a number and a string) are an error, as in Python.
 fn extreme(value: &MjValue, args: Rest<MjValue>, want: Ordering) -> Result<MjValue, MjError> {
     let (positional, kwargs) = split_kwargs(&args)?;
     let (case_sensitive, attribute): (Option<bool>, Option<String>) = from_args(positional)?;
@@ -143,6 +155,15 @@ fn extreme(value: &MjValue, args: Rest<MjValue>, want: Ordering) -> Result<MjVal
             Some(path) => attribute_of(&item, path)?,
             None => item.clone(),
         };
+        if let Some((best_key, _)) = &best
+            && order_class(&key) != order_class(best_key)
+        {
+            return Err(invalid(format!(
+                "'<' and '>' are not supported between a {} and a {}",
+                best_key.kind(),
+                key.kind()
+            )));
+        }
         let key = ordering_key(&key, case_sensitive);
         let better = match &best {
             None => true,
@@ -203,13 +224,72 @@ pub(super) fn title(value: &str) -> String {
             out.push(c);
             at_start = true;
         } else if at_start {
-            out.extend(c.to_uppercase());
+            titlecase(c, &mut out);
             at_start = false;
         } else {
             out.extend(c.to_lowercase());
         }
     }
     out
+}
+
+/// The title case of `c`, which differs from its upper case for ligatures and digraphs
+/// (`ß` is `Ss`, `ǆ` is `ǅ`), as Python's `capitalize` and `title` use it.
+fn titlecase(c: char, out: &mut String) {
+    let special = match c {
+        'ß' => "Ss",
+        'ﬀ' => "Ff",
+        'ﬁ' => "Fi",
+        'ﬂ' => "Fl",
+        'ﬃ' => "Ffi",
+        'ﬄ' => "Ffl",
+        'ﬅ' | 'ﬆ' => "St",
+        'Ǆ' | 'ǅ' | 'ǆ' => "ǅ",
+        'Ǉ' | 'ǈ' | 'ǉ' => "ǈ",
+        'Ǌ' | 'ǋ' | 'ǌ' => "ǋ",
+        'Ǳ' | 'ǲ' | 'ǳ' => "ǲ",
+        _ => {
+            out.extend(c.to_uppercase());
+            return;
+        }
+    };
+    out.push_str(special);
+}
+
+/// `capitalize`: the first character in title case, the rest in lower case.
+pub(super) fn capitalize(value: &str) -> String {
+    let mut chars = value.chars();
+    let mut out = String::with_capacity(value.len());
+    if let Some(first) = chars.next() {
+        titlecase(first, &mut out);
+        out.push_str(&chars.as_str().to_lowercase());
+    }
+    out
+}
+
+/// `dictsort(value, case_sensitive=False, by='key', reverse=False)`, its arguments taken by
+/// position too, then sorted as minijinja's builtin sorts.
+pub(super) fn dictsort(value: &MjValue, args: Rest<MjValue>) -> Result<MjValue, MjError> {
+    let (positional, kwargs) = split_kwargs(&args)?;
+    let (case_sensitive, by, reverse): (Option<bool>, Option<String>, Option<bool>) =
+        from_args(positional)?;
+    let mut named: Vec<(String, MjValue)> = Vec::new();
+    for (name, given) in [
+        ("case_sensitive", case_sensitive.map(MjValue::from)),
+        ("by", by.map(MjValue::from)),
+        ("reverse", reverse.map(MjValue::from)),
+    ] {
+        match given {
+            Some(value) => named.push((name.to_owned(), value)),
+            None => {
+                if let Some(value) = kwargs.get::<Option<MjValue>>(name)? {
+                    named.push((name.to_owned(), value));
+                }
+            }
+        }
+    }
+    kwargs.assert_all_used()?;
+    minijinja::filters::dictsort(value, named.into_iter().collect())
 }
 
 /// `wordcount`: runs of word characters (`\w`: letters, digits, `_`).

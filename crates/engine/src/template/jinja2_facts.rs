@@ -102,21 +102,6 @@ const DIFFERENT: &[(&str, &[&str])] = &[
         ],
     ),
     (
-        "not yet (issue 38): `wordwrap`, which needs Python textwrap's splitting",
-        &[
-            r#"{{ s|wordwrap(10) }}"#,
-            r#"{{ s|wordwrap(10, False) }}"#,
-            r#"{{ s|wordwrap(5, break_long_words=False) }}"#,
-            r#"{{ s|wordwrap(10, wrapstring='|') }}"#,
-            r#"{{ s|wordwrap }}"#,
-            r#"{{ s|wordwrap(12, True, '\n', False) }}"#,
-            r#"{{ s|wordwrap(10) }}"#,
-            r#"{{ s|wordwrap(10, break_on_hyphens=True) }}"#,
-            r#"{{ s|wordwrap(10, break_on_hyphens=False) }}"#,
-            r#"{{ s|wordwrap(3) }}"#,
-        ],
-    ),
-    (
         "not yet (issue 38): `urlize`",
         &[
             r#"{{ s|urlize }}"#,
@@ -134,10 +119,6 @@ const DIFFERENT: &[(&str, &[&str])] = &[
             r#"{{ s|urlize }}"#,
         ],
     ),
-    (
-        "not yet (issue 38): floats joined with `~` use minijinja's spelling, not Python's",
-        &[r#"{{ 'a' ~ 1e20 }}"#, r#"{{ 'v=' ~ v }}"#],
-    ),
     ("not yet (issue 38): unary `+`", &[r#"{{ +n }}"#]),
     (
         "not yet (issue 38): the `callable` test",
@@ -146,18 +127,6 @@ const DIFFERENT: &[(&str, &[&str])] = &[
     (
         "not yet (issue 38): `int` of digits outside ASCII",
         &[r#"{{ '٣'|int }}"#],
-    ),
-    (
-        "not yet (issue 38): title-case mappings in `capitalize` (`ß` → `Ss`)",
-        &[r#"{{ s|capitalize }}"#],
-    ),
-    (
-        "not yet (issue 38): `max` of mixed types is an error in Python",
-        &[r#"{{ [1, 'a']|max }}"#],
-    ),
-    (
-        "not yet (issue 38): `dictsort` with positional arguments",
-        &[r#"{{ {'b':1,'A':2}|dictsort(true) }}"#],
     ),
     (
         "not yet (issue 38): `%d` of a float in `format`",

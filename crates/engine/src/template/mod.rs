@@ -16,6 +16,7 @@ mod json;
 mod methods;
 mod numbers;
 mod tree;
+mod wrap;
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -140,6 +141,8 @@ impl TemplateEngine {
         env.add_filter("min", filters::min);
         env.add_filter("max", filters::max);
         env.add_filter("title", filters::title);
+        env.add_filter("capitalize", filters::capitalize);
+        env.add_filter("dictsort", filters::dictsort);
         env.add_filter("wordcount", filters::wordcount);
         env.add_filter("center", filters::center);
         env.add_filter("truncate", filters::truncate);
@@ -149,6 +152,7 @@ impl TemplateEngine {
         env.add_filter("forceescape", filters::forceescape);
         env.add_filter("urlencode", filters::urlencode);
         env.add_filter("tojson", filters::tojson);
+        env.add_filter("wordwrap", wrap::wordwrap);
         env.add_function("cycler", globals::cycler);
         env.add_function("joiner", globals::joiner);
         env.add_function("lipsum", globals::lipsum);

@@ -800,11 +800,7 @@ impl fmt::Display for Value {
                 } else if val.is_infinite() {
                     write!(f, "{}inf", if val.is_sign_negative() { "-" } else { "" })
                 } else {
-                    let mut num = val.to_string();
-                    if !num.contains('.') {
-                        num.push_str(".0");
-                    }
-                    write!(f, "{num}")
+                    f.write_str(&python_float_repr(val))
                 }
             }
             ValueRepr::None => f.write_str("None"),
@@ -2048,5 +2044,45 @@ mod tests {
         let huge = Value::from(u128::MAX);
         assert!(Value::from(0_u128) < huge);
         assert!(Value::from(1_i64) < huge);
+    }
+}
+
+/// A finite float as Python's `repr` spells it: the shortest digits that read back, in fixed
+/// notation from 1e-4 up to 1e16 (`0.0001`, `1.0`, `123.456`), else with an exponent of a
+/// sign and two digits at least (`1e+20`, `1.5e-07`).
+fn python_float_repr(value: f64) -> String {
+    if value == 0.0 {
+        return if value.is_sign_negative() { "-0.0" } else { "0.0" }.to_owned();
+    }
+    // `{:e}` gives the shortest round-trip digits: `1.5e-7`, `1e20`.
+    let shortest = format!("{value:e}");
+    let (mantissa, exponent) = shortest.split_once('e').unwrap_or((&shortest, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    if (-4..16).contains(&exponent) {
+        let point = exponent + 1;
+        let text = if point <= 0 {
+            format!("0.{}{digits}", "0".repeat(point.unsigned_abs() as usize))
+        } else {
+            let point = point as usize;
+            if digits.len() <= point {
+                format!("{digits}{}.0", "0".repeat(point - digits.len()))
+            } else {
+                format!("{}.{}", &digits[..point], &digits[point..])
+            }
+        };
+        format!("{sign}{text}")
+    } else {
+        let mantissa = if digits.len() > 1 {
+            format!("{}.{}", &digits[..1], &digits[1..])
+        } else {
+            digits
+        };
+        let exponent_sign = if exponent < 0 { '-' } else { '+' };
+        format!("{sign}{mantissa}e{exponent_sign}{:02}", exponent.unsigned_abs())
     }
 }
