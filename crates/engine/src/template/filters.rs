@@ -383,7 +383,7 @@ pub(super) fn truncate(value: &MjValue, args: Rest<MjValue>) -> Result<String, M
 }
 
 /// HTML's `&`, `<`, `>`, `"` and `'`, as markupsafe escapes them.
-fn escape_html(text: &str) -> String {
+pub(super) fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

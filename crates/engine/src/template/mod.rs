@@ -16,6 +16,7 @@ mod json;
 mod methods;
 mod numbers;
 mod tree;
+mod urlize;
 mod wrap;
 
 use std::borrow::Cow;
@@ -153,6 +154,7 @@ impl TemplateEngine {
         env.add_filter("urlencode", filters::urlencode);
         env.add_filter("tojson", filters::tojson);
         env.add_filter("wordwrap", wrap::wordwrap);
+        env.add_filter("urlize", urlize::urlize);
         env.add_function("cycler", globals::cycler);
         env.add_function("joiner", globals::joiner);
         env.add_function("lipsum", globals::lipsum);

@@ -460,13 +460,15 @@ impl<'a> Parser<'a> {
     binop!(parse_pow, parse_unary, {
         Some((Token::Pow, _)) => ast::BinOpKind::Pow,
     });
-    /// `-` and what it negates. As in Jinja2, that is the primary with its attribute, item and
-    /// call links (`-a.b` is `-(a.b)`), but not its filters (`-a|abs` is `(-a)|abs`).
+    /// `-` or `+` and its operand. As in Jinja2, that is the primary with its attribute, item
+    /// and call links (`-a.b` is `-(a.b)`), but not its filters (`-a|abs` is `(-a)|abs`).
     fn parse_unary_only(&mut self) -> Result<ast::Expr<'a>, Error> {
         let span = self.stream.current_span();
-        if !matches!(ok!(self.stream.current()), Some((Token::Minus, _))) {
-            return self.parse_primary();
-        }
+        let plus = match ok!(self.stream.current()) {
+            Some((Token::Minus, _)) => false,
+            Some((Token::Plus, _)) => true,
+            _ => return self.parse_primary(),
+        };
         ok!(self.stream.next());
         let expr = ok!(with_recursion_guard!(self, {
             let operand_span = self.stream.current_span();
@@ -474,10 +476,22 @@ impl<'a> Parser<'a> {
                 .and_then(|(expr, height)| self.parse_postfix(expr, height, operand_span))
                 .map(|(expr, _)| expr)
         }));
-        Ok(ast::Expr::UnaryOp(Spanned::new(
+        let negated = ast::Expr::UnaryOp(Spanned::new(
             ast::UnaryOp {
                 op: ast::UnaryOpKind::Neg,
                 expr,
+            },
+            self.stream.expand_span(span),
+        ));
+        if !plus {
+            return Ok(negated);
+        }
+        // Unary `+` is negation twice: a number stays itself, anything else fails as `-` does,
+        // as Python's `+` does.
+        Ok(ast::Expr::UnaryOp(Spanned::new(
+            ast::UnaryOp {
+                op: ast::UnaryOpKind::Neg,
+                expr: negated,
             },
             self.stream.expand_span(span),
         )))
