@@ -509,6 +509,16 @@ impl FormatSpec {
     }
 
     fn format_float(&self, val: f64) -> Result<String, Error> {
+        // Python's printf-style `%d` (and `%i`, `%u`) takes a float and truncates it:
+        // `'%d' % 3.7` is `3`. `str.format`'s `{:d}` refuses one.
+        if self.ty == Type::Decimal
+            && self.format_style == FormatStyle::Printf
+            && val.is_finite()
+            && val.trunc().abs() < u128::MAX as f64
+        {
+            let whole = val.trunc();
+            return self.format_integer(whole.abs() as u128, whole < 0.0);
+        }
         let sign = if val.is_sign_negative() {
             "-"
         } else if self.print_sign && self.ty != Type::String {

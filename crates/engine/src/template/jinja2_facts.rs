@@ -109,10 +109,6 @@ const DIFFERENT: &[(&str, &[&str])] = &[
         "not yet (issue 38): `int` of digits outside ASCII",
         &[r#"{{ '٣'|int }}"#],
     ),
-    (
-        "not yet (issue 38): `%d` of a float in `format`",
-        &[r#"x{{ '%d'|format(3.7) }}"#],
-    ),
 ];
 
 #[derive(Debug, serde::Deserialize)]

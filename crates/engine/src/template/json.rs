@@ -160,9 +160,15 @@ impl Object for JsonView {
     fn get_value(self: &Arc<Self>, key: &MjValue) -> Option<MjValue> {
         match self.node()? {
             Node::Map(map) => {
-                let key = key.as_str()?;
-                let value = map.get(key)?;
-                Some(self.child(Segment::Key(key.into()), value))
+                // JSON keys are text; an integer reads the key it was written as, so the
+                // numeric keys of a keyed `foreach` read back as the reference's do.
+                let key: std::borrow::Cow<'_, str> = match key.as_str() {
+                    Some(key) => key.into(),
+                    None if key.is_integer() => key.to_string().into(),
+                    None => return None,
+                };
+                let value = map.get(key.as_ref())?;
+                Some(self.child(Segment::Key(key.as_ref().into()), value))
             }
             Node::Other(Value::Array(items)) => {
                 let index = key.as_i64()?;

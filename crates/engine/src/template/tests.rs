@@ -241,3 +241,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn integer_keys_read_the_text_keys_they_were_written_as() {
+    let context = json!({"by_id": {"3": "three", "10": "ten"}});
+    assert_eq!(
+        ok("{{ context.by_id[3] }}", context.clone()),
+        json!("three")
+    );
+    assert_eq!(
+        ok("{{ context.by_id['10'] }}", context.clone()),
+        json!("ten")
+    );
+    assert_eq!(ok("{{ context.by_id[4] }}", context), json!(""));
+}
