@@ -97,16 +97,22 @@ data:
   user: "Work on {{ input.task }}"
 "#;
 
-/// Times `runs` machine runs of `calls` tool calls each, then as many bare posts as the runs
-/// made model turns, `samples` times each.
-pub(crate) async fn tool_calls(calls: u64, runs: u64, samples: u64) -> Result<Value> {
-    let calls = calls.max(1);
+/// Starts the scripted model of a loop of `calls` tool calls, with its clock.
+async fn start_model(calls: u64) -> Result<(Arc<ServerClock>, String)> {
     let clock = Arc::new(ServerClock::default());
     let base_url = start_server(
         Arc::clone(&clock),
         Arc::new(move |body: &[u8]| model_turn(body, calls)),
     )
     .await?;
+    Ok((clock, base_url))
+}
+
+/// Times `runs` machine runs of `calls` tool calls each, then as many bare posts as the runs
+/// made model turns, `samples` times each.
+pub(crate) async fn tool_calls(calls: u64, runs: u64, samples: u64) -> Result<Value> {
+    let calls = calls.max(1);
+    let (clock, base_url) = start_model(calls).await?;
     let dir = tempfile::tempdir().map_err(|e| format!("cannot create a temp dir: {e}"))?;
     let write = |name: &str, text: &str| {
         std::fs::write(dir.path().join(name), text).map_err(|e| format!("cannot write {name}: {e}"))
@@ -198,12 +204,7 @@ pub(crate) async fn serve_tools(calls: u64) -> Result<Value> {
     use std::io::Write as _;
 
     let calls = calls.max(1);
-    let clock = Arc::new(ServerClock::default());
-    let base_url = start_server(
-        Arc::clone(&clock),
-        Arc::new(move |body: &[u8]| model_turn(body, calls)),
-    )
-    .await?;
+    let (clock, base_url) = start_model(calls).await?;
     {
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "{}", json!({"base_url": base_url}))

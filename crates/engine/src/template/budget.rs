@@ -39,10 +39,7 @@ pub(super) fn replace(
 ) -> Result<MjValue, MjError> {
     let (positional, kwargs) = super::filters::split_kwargs(&rest)?;
     let (count,): (Option<i64>,) = from_args(positional)?;
-    let count = match count {
-        Some(count) => Some(count),
-        None => kwargs.get::<Option<i64>>("count")?,
-    };
+    let count = super::filters::or_keyword(count, &kwargs, "count")?;
     kwargs.assert_all_used()?;
     charge_bytes(
         state,

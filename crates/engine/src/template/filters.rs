@@ -6,7 +6,7 @@
 
 use std::cmp::Ordering;
 
-use minijinja::value::{Kwargs, Rest, Value as MjValue, ValueKind, from_args};
+use minijinja::value::{ArgType, Kwargs, Rest, Value as MjValue, ValueKind, from_args};
 use minijinja::{Error as MjError, ErrorKind, State};
 
 use super::numbers::{int_value, number_of, python_float};
@@ -21,6 +21,21 @@ pub(super) fn split_kwargs(args: &[MjValue]) -> Result<(&[MjValue], Kwargs), MjE
     match args.split_last() {
         Some((last, rest)) if last.is_kwargs() => Ok((rest, Kwargs::try_from(last.clone())?)),
         _ => Ok((args, Kwargs::try_from(MjValue::UNDEFINED)?)),
+    }
+}
+
+/// An argument given by position, else by keyword `name`, else `None`.
+pub(super) fn or_keyword<'a, T>(
+    given: Option<T>,
+    kwargs: &'a Kwargs,
+    name: &'a str,
+) -> Result<Option<T>, MjError>
+where
+    Option<T>: ArgType<'a, Output = Option<T>>,
+{
+    match given {
+        Some(value) => Ok(Some(value)),
+        None => kwargs.get::<Option<T>>(name),
     }
 }
 
@@ -64,16 +79,8 @@ fn items(value: &MjValue, attribute: Option<&str>) -> Result<Vec<MjValue>, MjErr
 pub(super) fn sum(value: &MjValue, args: Rest<MjValue>) -> Result<MjValue, MjError> {
     let (positional, kwargs) = split_kwargs(&args)?;
     let (attribute, start): (Option<String>, Option<MjValue>) = from_args(positional)?;
-    let attribute = match attribute {
-        Some(a) => Some(a),
-        None => kwargs.get::<Option<String>>("attribute")?,
-    };
-    let start = match start {
-        Some(s) => s,
-        None => kwargs
-            .get::<Option<MjValue>>("start")?
-            .unwrap_or(MjValue::from(0)),
-    };
+    let attribute = or_keyword(attribute, &kwargs, "attribute")?;
+    let start = or_keyword(start, &kwargs, "start")?.unwrap_or(MjValue::from(0));
     kwargs.assert_all_used()?;
     let mut total = start;
     for item in items(value, attribute.as_deref())? {
@@ -135,16 +142,8 @@ fn order_class(value: &MjValue) -> Result<u8, ValueKind> {
 fn extreme(value: &MjValue, args: Rest<MjValue>, want: Ordering) -> Result<MjValue, MjError> {
     let (positional, kwargs) = split_kwargs(&args)?;
     let (case_sensitive, attribute): (Option<bool>, Option<String>) = from_args(positional)?;
-    let case_sensitive = match case_sensitive {
-        Some(c) => c,
-        None => kwargs
-            .get::<Option<bool>>("case_sensitive")?
-            .unwrap_or(false),
-    };
-    let attribute = match attribute {
-        Some(a) => Some(a),
-        None => kwargs.get::<Option<String>>("attribute")?,
-    };
+    let case_sensitive = or_keyword(case_sensitive, &kwargs, "case_sensitive")?.unwrap_or(false);
+    let attribute = or_keyword(attribute, &kwargs, "attribute")?;
     kwargs.assert_all_used()?;
     let iter = value
         .try_iter()
@@ -195,14 +194,8 @@ pub(super) fn join(
 ) -> Result<MjValue, MjError> {
     let (positional, kwargs) = split_kwargs(&args)?;
     let (separator, attribute): (Option<String>, Option<String>) = from_args(positional)?;
-    let separator = match separator {
-        Some(s) => s,
-        None => kwargs.get::<Option<String>>("d")?.unwrap_or_default(),
-    };
-    let attribute = match attribute {
-        Some(a) => Some(a),
-        None => kwargs.get::<Option<String>>("attribute")?,
-    };
+    let separator = or_keyword(separator, &kwargs, "d")?.unwrap_or_default();
+    let attribute = or_keyword(attribute, &kwargs, "attribute")?;
     kwargs.assert_all_used()?;
     let parts = items(value, attribute.as_deref())?;
     let separators = parts.len().saturating_sub(1) as u64 * separator.len() as u64;
@@ -315,10 +308,7 @@ pub(super) fn center(
 ) -> Result<String, MjError> {
     let (positional, kwargs) = split_kwargs(&args)?;
     let (width,): (Option<usize>,) = from_args(positional)?;
-    let width = match width {
-        Some(width) => width,
-        None => kwargs.get::<Option<usize>>("width")?.unwrap_or(80),
-    };
+    let width = or_keyword(width, &kwargs, "width")?.unwrap_or(80);
     kwargs.assert_all_used()?;
     super::budget::charge_bytes(state, width as u64)?;
     let text = python_str(value);
@@ -338,24 +328,10 @@ pub(super) fn truncate(value: &MjValue, args: Rest<MjValue>) -> Result<String, M
         Option<String>,
         Option<i64>,
     ) = from_args(positional)?;
-    let length = match length {
-        Some(l) => l,
-        None => kwargs.get::<Option<usize>>("length")?.unwrap_or(255),
-    };
-    let killwords = match killwords {
-        Some(k) => k,
-        None => kwargs.get::<Option<bool>>("killwords")?.unwrap_or(false),
-    };
-    let end = match end {
-        Some(e) => e,
-        None => kwargs
-            .get::<Option<String>>("end")?
-            .unwrap_or_else(|| "...".to_owned()),
-    };
-    let leeway = match leeway {
-        Some(l) => l,
-        None => kwargs.get::<Option<i64>>("leeway")?.unwrap_or(5),
-    };
+    let length = or_keyword(length, &kwargs, "length")?.unwrap_or(255);
+    let killwords = or_keyword(killwords, &kwargs, "killwords")?.unwrap_or(false);
+    let end = or_keyword(end, &kwargs, "end")?.unwrap_or_else(|| "...".to_owned());
+    let leeway = or_keyword(leeway, &kwargs, "leeway")?.unwrap_or(5);
     kwargs.assert_all_used()?;
     let end_len = end.chars().count();
     if length < end_len {
@@ -407,10 +383,7 @@ pub(super) fn forceescape(value: &MjValue) -> String {
 pub(super) fn xmlattr(value: &MjValue, args: Rest<MjValue>) -> Result<String, MjError> {
     let (positional, kwargs) = split_kwargs(&args)?;
     let (autospace,): (Option<bool>,) = from_args(positional)?;
-    let autospace = match autospace {
-        Some(a) => a,
-        None => kwargs.get::<Option<bool>>("autospace")?.unwrap_or(true),
-    };
+    let autospace = or_keyword(autospace, &kwargs, "autospace")?.unwrap_or(true);
     kwargs.assert_all_used()?;
     let mut pairs = Vec::new();
     for key in value.try_iter()? {
@@ -564,10 +537,7 @@ pub(super) fn urlencode(value: &MjValue) -> Result<String, MjError> {
 pub(super) fn tojson(value: &MjValue, args: Rest<MjValue>) -> Result<MjValue, MjError> {
     let (positional, kwargs) = split_kwargs(&args)?;
     let (indent,): (Option<usize>,) = from_args(positional)?;
-    let indent = match indent {
-        Some(i) => Some(i),
-        None => kwargs.get::<Option<usize>>("indent")?,
-    };
+    let indent = or_keyword(indent, &kwargs, "indent")?;
     kwargs.assert_all_used()?;
     let json = serde_json::to_value(value)
         .map_err(|e| invalid(format!("tojson: the value cannot be written as JSON: {e}")))?;

@@ -7,9 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use minijinja::value::{Object, Rest, Value as MjValue, from_args};
 use minijinja::{Error as MjError, ErrorKind, State};
 
-fn invalid(message: impl Into<String>) -> MjError {
-    MjError::new(ErrorKind::InvalidOperation, message.into())
-}
+use super::filters::invalid;
 
 /// `cycler(*items)`: `.next()` gives the items in turn, `.current` the one `.next()` gives
 /// next, `.reset()` starts over.
@@ -186,18 +184,10 @@ pub(super) fn lipsum(state: &State, args: Rest<MjValue>) -> Result<MjValue, MjEr
     let (positional, kwargs) = super::filters::split_kwargs(&args)?;
     let (n, html, min, max): (Option<u64>, Option<bool>, Option<u64>, Option<u64>) =
         from_args(positional)?;
-    let n = n
-        .map_or_else(|| kwargs.get::<Option<u64>>("n"), |n| Ok(Some(n)))?
-        .unwrap_or(5);
-    let html = html
-        .map_or_else(|| kwargs.get::<Option<bool>>("html"), |h| Ok(Some(h)))?
-        .unwrap_or(true);
-    let min = min
-        .map_or_else(|| kwargs.get::<Option<u64>>("min"), |m| Ok(Some(m)))?
-        .unwrap_or(20);
-    let max = max
-        .map_or_else(|| kwargs.get::<Option<u64>>("max"), |m| Ok(Some(m)))?
-        .unwrap_or(100);
+    let n = super::filters::or_keyword(n, &kwargs, "n")?.unwrap_or(5);
+    let html = super::filters::or_keyword(html, &kwargs, "html")?.unwrap_or(true);
+    let min = super::filters::or_keyword(min, &kwargs, "min")?.unwrap_or(20);
+    let max = super::filters::or_keyword(max, &kwargs, "max")?.unwrap_or(100);
     kwargs.assert_all_used()?;
     if n > 0 && max <= min {
         return Err(invalid(format!(

@@ -3,12 +3,10 @@
 //! `partition`, `rpartition`, `index`, `removeprefix`, `removesuffix`, `isdecimal`,
 //! `isidentifier`, `istitle`, `expandtabs`, `copy`. The rest go to `pycompat`.
 
+use minijinja::Error as MjError;
 use minijinja::value::{Value as MjValue, ValueKind, from_args};
-use minijinja::{Error as MjError, ErrorKind};
 
-fn invalid(message: impl Into<String>) -> MjError {
-    MjError::new(ErrorKind::InvalidOperation, message.into())
-}
+use super::filters::invalid;
 
 /// The method's result when it is one of ours; `None` hands it on to `pycompat`.
 pub(super) fn call(
@@ -57,14 +55,8 @@ fn string_method(text: &str, method: &str, args: &[MjValue]) -> Result<Option<Mj
         "rsplit" => {
             let (positional, kwargs) = super::filters::split_kwargs(args)?;
             let (separator, max_split): (Option<&str>, Option<i64>) = from_args(positional)?;
-            let separator = match separator {
-                Some(separator) => Some(separator),
-                None => kwargs.get::<Option<&str>>("sep")?,
-            };
-            let max_split = match max_split {
-                Some(max) => Some(max),
-                None => kwargs.get::<Option<i64>>("maxsplit")?,
-            };
+            let separator = super::filters::or_keyword(separator, &kwargs, "sep")?;
+            let max_split = super::filters::or_keyword(max_split, &kwargs, "maxsplit")?;
             kwargs.assert_all_used()?;
             let max_split = max_split.and_then(|m| usize::try_from(m).ok());
             let parts = match separator {

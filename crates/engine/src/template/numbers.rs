@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 use minijinja::Error as MjError;
 use minijinja::value::{Rest, Value as MjValue, ValueKind, from_args};
 
-use super::filters::{invalid, python_str, split_kwargs};
+use super::filters::{invalid, or_keyword, python_str, split_kwargs};
 
 /// Python's `repr` of a float: the shortest digits that read back, in fixed notation from
 /// 1e-4 up to 1e16, else in exponent notation with a sign and two digits at least.
@@ -84,16 +84,8 @@ pub(super) fn number_of(value: &MjValue) -> Option<f64> {
 pub(super) fn int(value: &MjValue, args: Rest<MjValue>) -> Result<MjValue, MjError> {
     let (positional, kwargs) = split_kwargs(&args)?;
     let (default, base): (Option<MjValue>, Option<u32>) = from_args(positional)?;
-    let default = match default {
-        Some(default) => default,
-        None => kwargs
-            .get::<Option<MjValue>>("default")?
-            .unwrap_or(MjValue::from(0)),
-    };
-    let base = match base {
-        Some(base) => base,
-        None => kwargs.get::<Option<u32>>("base")?.unwrap_or(10),
-    };
+    let default = or_keyword(default, &kwargs, "default")?.unwrap_or(MjValue::from(0));
+    let base = or_keyword(base, &kwargs, "base")?.unwrap_or(10);
     kwargs.assert_all_used()?;
     if !(base == 0 || (2..=36).contains(&base)) {
         return Err(invalid("int() base must be >= 2 and <= 36, or 0"));
@@ -138,12 +130,7 @@ pub(super) fn int_value(value: i128) -> MjValue {
 pub(super) fn float(value: &MjValue, args: Rest<MjValue>) -> Result<MjValue, MjError> {
     let (positional, kwargs) = split_kwargs(&args)?;
     let (default,): (Option<MjValue>,) = from_args(positional)?;
-    let default = match default {
-        Some(default) => default,
-        None => kwargs
-            .get::<Option<MjValue>>("default")?
-            .unwrap_or(MjValue::from(0.0)),
-    };
+    let default = or_keyword(default, &kwargs, "default")?.unwrap_or(MjValue::from(0.0));
     kwargs.assert_all_used()?;
     Ok(number_of(value).map_or(default, MjValue::from))
 }
@@ -154,16 +141,8 @@ pub(super) fn float(value: &MjValue, args: Rest<MjValue>) -> Result<MjValue, MjE
 pub(super) fn round(value: &MjValue, args: Rest<MjValue>) -> Result<MjValue, MjError> {
     let (positional, kwargs) = split_kwargs(&args)?;
     let (precision, method): (Option<i32>, Option<String>) = from_args(positional)?;
-    let precision = match precision {
-        Some(p) => p,
-        None => kwargs.get::<Option<i32>>("precision")?.unwrap_or(0),
-    };
-    let method = match method {
-        Some(m) => m,
-        None => kwargs
-            .get::<Option<String>>("method")?
-            .unwrap_or_else(|| "common".to_owned()),
-    };
+    let precision = or_keyword(precision, &kwargs, "precision")?.unwrap_or(0);
+    let method = or_keyword(method, &kwargs, "method")?.unwrap_or_else(|| "common".to_owned());
     kwargs.assert_all_used()?;
     if !matches!(method.as_str(), "common" | "ceil" | "floor") {
         return Err(invalid("method must be common, ceil or floor"));
@@ -223,10 +202,7 @@ fn round_integer(value: i128, places: u32) -> i128 {
 pub(super) fn filesizeformat(value: &MjValue, args: Rest<MjValue>) -> Result<String, MjError> {
     let (positional, kwargs) = split_kwargs(&args)?;
     let (binary,): (Option<bool>,) = from_args(positional)?;
-    let binary = match binary {
-        Some(b) => b,
-        None => kwargs.get::<Option<bool>>("binary")?.unwrap_or(false),
-    };
+    let binary = or_keyword(binary, &kwargs, "binary")?.unwrap_or(false);
     kwargs.assert_all_used()?;
     let Some(bytes) = number_of(value) else {
         return Err(invalid(format!(

@@ -9,8 +9,9 @@ use minijinja::value::{Rest, Value as MjValue, from_args};
 use minijinja::{Error as MjError, State};
 use regex::Regex;
 
-use super::filters::{escape_html, invalid, python_str, split_kwargs};
+use super::filters::{escape_html, invalid, or_keyword, python_str, split_kwargs};
 
+// The patterns are constants, checked by the tests that use them: `expect` cannot fail on input.
 static HTTP: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
         r"(?i)^(",
@@ -86,18 +87,9 @@ pub(super) fn urlize(
     let (positional, kwargs) = split_kwargs(&args)?;
     let (limit, nofollow, target): (Option<usize>, Option<bool>, Option<String>) =
         from_args(positional)?;
-    let limit = match limit {
-        Some(limit) => Some(limit),
-        None => kwargs.get::<Option<usize>>("trim_url_limit")?,
-    };
-    let nofollow = match nofollow {
-        Some(n) => n,
-        None => kwargs.get::<Option<bool>>("nofollow")?.unwrap_or(false),
-    };
-    let target = match target {
-        Some(t) => Some(t),
-        None => kwargs.get::<Option<String>>("target")?,
-    };
+    let limit = or_keyword(limit, &kwargs, "trim_url_limit")?;
+    let nofollow = or_keyword(nofollow, &kwargs, "nofollow")?.unwrap_or(false);
+    let target = or_keyword(target, &kwargs, "target")?;
     let rel = kwargs.get::<Option<String>>("rel")?;
     let schemes: Vec<String> = kwargs
         .get::<Option<Vec<String>>>("extra_schemes")?

@@ -7,7 +7,7 @@
 use minijinja::value::{Rest, Value as MjValue, from_args};
 use minijinja::{Error as MjError, State};
 
-use super::filters::{python_str, split_kwargs};
+use super::filters::{or_keyword, python_str, split_kwargs};
 
 fn is_space(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ')
@@ -168,28 +168,13 @@ pub(super) fn wordwrap(
         Option<String>,
         Option<bool>,
     ) = from_args(positional)?;
-    let width = match width {
-        Some(w) => w,
-        None => kwargs.get::<Option<usize>>("width")?.unwrap_or(79),
-    };
-    let break_long_words = match break_long_words {
-        Some(b) => b,
-        None => kwargs
-            .get::<Option<bool>>("break_long_words")?
-            .unwrap_or(true),
-    };
-    let wrapstring = match wrapstring {
-        Some(w) => w,
-        None => kwargs
-            .get::<Option<String>>("wrapstring")?
-            .unwrap_or_else(|| "\n".to_owned()),
-    };
-    let break_on_hyphens = match break_on_hyphens {
-        Some(b) => b,
-        None => kwargs
-            .get::<Option<bool>>("break_on_hyphens")?
-            .unwrap_or(true),
-    };
+    let width = or_keyword(width, &kwargs, "width")?.unwrap_or(79);
+    let break_long_words =
+        or_keyword(break_long_words, &kwargs, "break_long_words")?.unwrap_or(true);
+    let wrapstring =
+        or_keyword(wrapstring, &kwargs, "wrapstring")?.unwrap_or_else(|| "\n".to_owned());
+    let break_on_hyphens =
+        or_keyword(break_on_hyphens, &kwargs, "break_on_hyphens")?.unwrap_or(true);
     kwargs.assert_all_used()?;
     if width == 0 {
         return Err(super::filters::invalid(format!(
