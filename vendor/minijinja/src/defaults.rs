@@ -173,6 +173,7 @@ fn build_builtin_tests() -> BTreeMap<Cow<'static, str>, Value> {
         rv.insert("sequence".into(), Value::from_function(tests::is_sequence));
         rv.insert("iterable".into(), Value::from_function(tests::is_iterable));
         rv.insert("mapping".into(), Value::from_function(tests::is_mapping));
+        rv.insert("callable".into(), Value::from_function(tests::is_callable));
         rv.insert(
             "startingwith".into(),
             Value::from_function(tests::is_startingwith),

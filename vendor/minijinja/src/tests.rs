@@ -235,6 +235,32 @@ mod builtins {
         matches!(v.kind(), ValueKind::Map)
     }
 
+    /// Checks if this value can be called: a function, a macro or a loop.
+    ///
+    /// Objects of other kinds are callable when their type says so; an embedder extends this
+    /// test with its own callable objects by registering one of its own under the same name.
+    ///
+    /// ```jinja
+    /// {{ range is callable }} -> true
+    /// {{ "foo" is callable }} -> false
+    /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "builtins")))]
+    pub fn is_callable(v: &Value) -> bool {
+        let is_macro = {
+            #[cfg(feature = "macros")]
+            {
+                v.downcast_object_ref::<crate::vm::Macro>().is_some()
+            }
+            #[cfg(not(feature = "macros"))]
+            {
+                false
+            }
+        };
+        matches!(v.kind(), ValueKind::Plain)
+            || is_macro
+            || v.downcast_object_ref::<crate::vm::Loop>().is_some()
+    }
+
     /// Checks if the value is starting with a string.
     ///
     /// ```jinja

@@ -83,6 +83,15 @@ impl Object for Joiner {
     }
 }
 
+/// The `callable` test: minijinja's (functions, macros, loops), a joiner, which Jinja2 calls
+/// to get its separator, and an undefined value, which Jinja2's `Undefined` makes callable
+/// (calling it fails as undefined).
+pub(super) fn is_callable(value: &MjValue) -> bool {
+    minijinja::tests::is_callable(value)
+        || value.is_undefined()
+        || value.downcast_object_ref::<Joiner>().is_some()
+}
+
 pub(super) fn joiner(separator: Option<String>) -> MjValue {
     MjValue::from_object(Joiner {
         separator: separator.unwrap_or_else(|| ", ".to_owned()),

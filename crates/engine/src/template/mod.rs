@@ -158,6 +158,7 @@ impl TemplateEngine {
         env.add_function("cycler", globals::cycler);
         env.add_function("joiner", globals::joiner);
         env.add_function("lipsum", globals::lipsum);
+        env.add_test("callable", globals::is_callable);
         let defaults = Limits::default();
         let mut engine = TemplateEngine {
             env,

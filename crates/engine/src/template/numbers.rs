@@ -19,9 +19,38 @@ pub(super) fn python_float(value: f64) -> String {
     MjValue::from(value).to_string()
 }
 
+/// The first code point of each run of ten decimal digits (Unicode category `Nd`) outside
+/// ASCII, from the Unicode 14 database that Python 3.11 carries. Every `Nd` digit is in one.
+const DECIMAL_ZEROS: [u32; 65] = [
+    0x660, 0x6f0, 0x7c0, 0x966, 0x9e6, 0xa66, 0xae6, 0xb66, 0xbe6, 0xc66, 0xce6, 0xd66, 0xde6,
+    0xe50, 0xed0, 0xf20, 0x1040, 0x1090, 0x17e0, 0x1810, 0x1946, 0x19d0, 0x1a80, 0x1a90, 0x1b50,
+    0x1bb0, 0x1c40, 0x1c50, 0xa620, 0xa8d0, 0xa900, 0xa9d0, 0xa9f0, 0xaa50, 0xabf0, 0xff10,
+    0x104a0, 0x10d30, 0x11066, 0x110f0, 0x11136, 0x111d0, 0x112f0, 0x11450, 0x114d0, 0x11650,
+    0x116c0, 0x11730, 0x118e0, 0x11950, 0x11c50, 0x11d50, 0x11da0, 0x16a60, 0x16ac0, 0x16b50,
+    0x1d7ce, 0x1d7d8, 0x1d7e2, 0x1d7ec, 0x1d7f6, 0x1e140, 0x1e2f0, 0x1e950, 0x1fbf0,
+];
+
+/// The text with every decimal digit spelled in ASCII, as Python's `int()` and `float()` read
+/// `'٣'` as 3.
+fn ascii_digits(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.is_ascii() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let digit = |c: char| {
+        let code = u32::from(c);
+        let zero = DECIMAL_ZEROS
+            .partition_point(|&zero| zero <= code)
+            .checked_sub(1)?;
+        let value = code - DECIMAL_ZEROS[zero];
+        (value < 10).then(|| char::from_digit(value, 10)).flatten()
+    };
+    text.chars().map(|c| digit(c).unwrap_or(c)).collect()
+}
+
 /// Python's `int(text, base)`: blanks around, a sign, `_` between digits, and the `0x`, `0o`
 /// or `0b` prefix of the base.
 fn parse_python_int(text: &str, base: u32) -> Option<i128> {
+    let text = ascii_digits(text);
     let text = text.trim();
     let (negative, digits) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),
@@ -53,6 +82,7 @@ fn parse_python_int(text: &str, base: u32) -> Option<i128> {
 
 /// Python's `float(text)`: blanks around, `_` between digits, `inf`, `nan`, `infinity`.
 fn parse_python_float(text: &str) -> Option<f64> {
+    let text = ascii_digits(text);
     let text = text.trim();
     if text.contains("__") || text.starts_with('_') || text.ends_with('_') {
         return None;

@@ -17,13 +17,16 @@ use crate::value::{
     ops, value_map_with_capacity, Kwargs, ObjectRepr, UndefinedType, Value, ValueMap, ValueRepr,
 };
 use crate::vm::context::{Frame, Stack};
-use crate::vm::loop_object::{Loop, LoopState};
+pub(crate) use crate::vm::loop_object::Loop;
+use crate::vm::loop_object::LoopState;
 use crate::vm::state::BlockStack;
 
 #[cfg(feature = "macros")]
 use crate::vm::closure_object::Closure;
 
 pub(crate) use crate::vm::context::Context;
+#[cfg(feature = "macros")]
+pub(crate) use crate::vm::macro_object::Macro;
 pub use crate::vm::state::State;
 
 #[cfg(feature = "macros")]
