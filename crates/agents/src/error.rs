@@ -29,9 +29,13 @@ pub mod error_types {
     pub const INVALID_VALUE: &str = "InvalidValue";
     /// The agent could not be prepared (reported at prepare time, before anything runs).
     pub const CONFIG: &str = "ConfigError";
+    /// The agent's file does not exist: a state using it fails when it is reached (unless the
+    /// runtime has `strict_references`). The engine's name for a missing file, so `on_error`
+    /// also routes it by the reference's `FileNotFoundError`.
+    pub const FILE_NOT_FOUND: &str = "FileNotFound";
 
     /// Every name above, for documentation and tests.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 11] = [
         RATE_LIMIT,
         AUTHENTICATION,
         BAD_REQUEST,
@@ -42,6 +46,7 @@ pub mod error_types {
         TEMPLATE,
         INVALID_VALUE,
         CONFIG,
+        FILE_NOT_FOUND,
     ];
 }
 
@@ -207,7 +212,13 @@ pub enum BuildError {
 
 impl From<BuildError> for AgentError {
     fn from(error: BuildError) -> Self {
-        AgentError::new(error.to_string()).with_type(error_types::CONFIG)
+        let error_type = match &error {
+            BuildError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                error_types::FILE_NOT_FOUND
+            }
+            _ => error_types::CONFIG,
+        };
+        AgentError::new(error.to_string()).with_type(error_type)
     }
 }
 

@@ -94,15 +94,19 @@ fn typed_references_need_the_right_kind_and_a_target() {
     assert!(error.to_string().contains("needs `ref`"), "{error}");
 }
 
-/// Prepares a machine whose one agent is `./agent.yml`, returning the error text with the
-/// temp directory replaced by `[DIR]`.
+/// Prepares a machine whose one agent is `./agent.yml` on a strict runtime (a missing file is
+/// otherwise met when the state is reached), returning the error text with the temp directory
+/// replaced by `[DIR]`.
 fn prepare_error(dir: &Dir, adapter: FlatAgentAdapter) -> String {
     let file = dir.write(
         "machine.yml",
         "spec: flatmachine\ndata:\n  name: m\n  agents: {writer: ./agent.yml}\n  states:\n    s: {type: initial, agent: writer, transitions: [{to: done}]}\n    done: {type: final}\n",
     );
     let machine = Machine::from_file(&file).unwrap();
-    let runtime = Runtime::builder().agent_adapter(Arc::new(adapter)).build();
+    let runtime = Runtime::builder()
+        .agent_adapter(Arc::new(adapter))
+        .strict_references(true)
+        .build();
     let error = runtime.prepare(&machine).unwrap_err();
     let text = error.to_string();
     text.replace(&dir.path().display().to_string(), "[DIR]")

@@ -70,6 +70,12 @@ pub(crate) struct RunArgs {
     /// Print the output indented over several lines.
     #[arg(long)]
     pretty: bool,
+    /// Refuse a machine whose state names an undeclared agent, or an agent whose file does
+    /// not exist. Without it, as in the reference, such a state fails when it is reached
+    /// (`UnknownAgent`, `FileNotFound`), so `on_error` can route it, and a warning names the
+    /// reference at load.
+    #[arg(long)]
+    strict: bool,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -111,7 +117,7 @@ pub(crate) async fn run(
     for warning in machine.warnings() {
         tracing::warn!("{warning}");
     }
-    let mut builder = flatmachines::runtime();
+    let mut builder = flatmachines::runtime().strict_references(args.strict);
     for observer in observers {
         builder = builder.observer(observer);
     }

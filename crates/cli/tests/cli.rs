@@ -592,6 +592,75 @@ fn validate_refuses_hook_args_a_run_would_refuse() {
     );
 }
 
+/// A broken agent reference fails its state when it is reached, as in the reference, so
+/// `on_error` routes it by the reference's type names: flatmachines 1.0.0 (with flatagents
+/// 1.0.0) recovers both machines the same way, with `FileNotFoundError` and `ValueError` as
+/// `last_error_type` where ours are `FileNotFound` and `UnknownAgent` (docs/errors.md).
+/// `run --strict` and `validate` refuse them.
+#[test]
+fn broken_agent_references_fail_when_reached_unless_strict() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let machine = |agents: &str, agent: &str, error_type: &str| {
+        format!(
+            "spec: flatmachine\nspec_version: \"1.0.0\"\ndata:\n  name: broken\n{agents}  states:\n    start: {{type: initial, transitions: [{{to: ask}}]}}\n    ask:\n      agent: {agent}\n      on_error: {{{error_type}: recovered, default: other}}\n      transitions: [{{to: done}}]\n    recovered: {{type: final, output: {{recovered: true, error_type: \"{{{{ context.last_error_type }}}}\"}}}}\n    other: {{type: final, output: {{recovered: false, error_type: \"{{{{ context.last_error_type }}}}\"}}}}\n    done: {{type: final, output: {{recovered: false}}}}\n"
+        )
+    };
+    let cases = [
+        (
+            "missing_file.yml",
+            machine(
+                "  agents:\n    broken: ./nonexistent.yml\n",
+                "broken",
+                "FileNotFoundError",
+            ),
+            "FileNotFound",
+            "nonexistent.yml",
+        ),
+        (
+            "undeclared.yml",
+            machine("", "ghost", "ValueError"),
+            "UnknownAgent",
+            "ghost",
+        ),
+    ];
+    for (file, text, error_type, named) in cases {
+        std::fs::write(dir.path().join(file), text).expect("write the machine");
+        let output = flatmachines_in(dir.path(), &["run", file]);
+        let err = stderr(&output);
+        assert!(output.status.success(), "{file}: {err}");
+        let result: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+        assert_eq!(
+            result,
+            serde_json::json!({"recovered": true, "error_type": error_type}),
+            "{file}"
+        );
+        let warning = err.lines().find(|line| line.contains(named));
+        assert!(
+            warning.is_some_and(|line| line.contains("WARN") && line.contains("when")),
+            "{file}: the load warns, naming `{named}`: {err}"
+        );
+
+        // Refused before the run: the load's warning, then one error line.
+        let output = flatmachines_in(dir.path(), &["run", "--strict", file]);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{file}: {err}");
+        assert!(stdout(&output).is_empty(), "{file}");
+        let last = err.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("error: ") && last.contains(named),
+            "{file}: {err}"
+        );
+
+        let output = flatmachines_in(dir.path(), &["validate", file]);
+        let report = stdout(&output);
+        assert_eq!(output.status.code(), Some(1), "{file}: {report}");
+        assert!(
+            report.contains("error") && report.contains(named),
+            "{file}: {report}"
+        );
+    }
+}
+
 /// `checkpoints list` and `show` only read: a missing store is an error and is not created.
 /// `prune` also removes what saves cut short by a kill left behind.
 #[test]

@@ -259,15 +259,17 @@ impl Compiler<'_> {
         let agent = match &state.agent {
             None => None,
             Some(agent) => {
-                if !config.data.agents.contains_key(agent) {
-                    return Err(ConfigError::UnknownReference {
-                        file: self.file.to_owned(),
-                        state: name.to_owned(),
-                        kind: "agent",
-                        section: "agents",
-                        name: agent.clone(),
-                        suggestion: closest(agent, config.data.agents.keys().map(String::as_str)),
-                    });
+                // As in the reference, a state naming an undeclared agent fails when it is
+                // reached, so `on_error` can route it; binding refuses it when strict.
+                let undeclared = !config.data.agents.contains_key(agent);
+                if undeclared {
+                    let hint = closest(agent, config.data.agents.keys().map(String::as_str))
+                        .map(|name| format!(" (did you mean `{name}`?)"))
+                        .unwrap_or_default();
+                    self.warn(
+                        at("agent"),
+                        format!("agent `{agent}` is not declared under `data.agents`{hint}; the state fails with `UnknownAgent` when it is reached (`run --strict` refuses the machine)"),
+                    );
                 }
                 let tool_loop = match state.tool_loop.as_ref().and_then(|t| t.options()) {
                     Some(options) => Some(self.tool_loop(&options, name, &at("tool_loop"))?),
@@ -281,6 +283,7 @@ impl Compiler<'_> {
                 }
                 Some(AgentCall {
                     name: agent.clone(),
+                    undeclared,
                     input: self.tree_map(input, &at("input"))?,
                     execution: state.execution.clone().unwrap_or_default(),
                     tool_loop,
@@ -611,5 +614,22 @@ impl Compiler<'_> {
             },
         };
         CheckpointPolicy::new(persistence.enabled, events, warn_bytes).keeping(keep)
+    }
+}
+
+/// The error for a state naming an agent that `data.agents` does not declare.
+pub(crate) fn undeclared_agent<V>(
+    file: &Path,
+    state: &str,
+    agent: &str,
+    agents: &IndexMap<String, V>,
+) -> ConfigError {
+    ConfigError::UnknownReference {
+        file: file.to_owned(),
+        state: state.to_owned(),
+        kind: "agent",
+        section: "agents",
+        name: agent.to_owned(),
+        suggestion: closest(agent, agents.keys().map(String::as_str)),
     }
 }

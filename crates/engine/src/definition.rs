@@ -167,6 +167,9 @@ pub(crate) enum Children {
 #[derive(Debug)]
 pub(crate) struct AgentCall {
     pub(crate) name: String,
+    /// The agent is not under `data.agents`: the state fails when it is reached, as in the
+    /// reference, or binding refuses the machine when strict.
+    pub(crate) undeclared: bool,
     pub(crate) input: TemplateTree,
     pub(crate) execution: ExecutionConfig,
     pub(crate) tool_loop: Option<ToolLoopDef>,

@@ -37,13 +37,19 @@ pub mod error_types {
     pub const TOOL_SERVER: &str = "ToolServerError";
     /// A child task ended abnormally (a panic in user code).
     pub const INTERNAL: &str = "InternalError";
+    /// A state names an agent that `data.agents` does not declare (it fails when reached).
+    pub const UNKNOWN_AGENT: &str = "UnknownAgent";
+    /// A file a config names does not exist; the flatagent adapter gives it for a missing
+    /// agent file (`flatmachines_agents::error_types::FILE_NOT_FOUND`, the same name).
+    pub const FILE_NOT_FOUND: &str = "FileNotFound";
 
     /// The Python reference's name for the same kind of failure, accepted as an `on_error`
     /// key so reference configs keep routing errors the same way.
     pub fn reference_alias(error_type: &str) -> Option<&'static str> {
         Some(match error_type {
             TIMEOUT => "TimeoutError",
-            INVALID_VALUE => "ValueError",
+            INVALID_VALUE | UNKNOWN_AGENT => "ValueError",
+            FILE_NOT_FOUND => "FileNotFoundError",
             NOT_FOUND => "KeyError",
             EXPRESSION => "TypeError",
             AGENT | HOOK | BACKEND | STEP_LIMIT | NO_TRANSITION | INTERNAL => "RuntimeError",

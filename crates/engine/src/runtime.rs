@@ -8,9 +8,9 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use flatmachines_core::{
-    AdapterContext, AgentAdapter, AgentExecutor, ConfigError, ExecutionLock, ExecutionType,
-    JsonMap, MachineHooks, MachineInvoker, PersistenceBackend, ResultBackend, RunObserver,
-    ToolCallId, ToolProvider, ToolServerLauncher,
+    AdapterContext, AgentAdapter, AgentError, AgentExecutor, AgentResult, ConfigError,
+    ExecutionLock, ExecutionType, JsonMap, MachineHooks, MachineInvoker, PersistenceBackend,
+    ResultBackend, RunObserver, ToolCallId, ToolProvider, ToolServerLauncher,
 };
 use flatmachines_memory::{MemoryBackend, MemoryResultBackend};
 
@@ -46,9 +46,20 @@ pub struct RuntimeBuilder {
     tool_providers: Vec<Arc<dyn ToolProvider>>,
     tools: ToolSet,
     tool_servers: Option<Arc<dyn ToolServerLauncher>>,
+    strict_references: bool,
 }
 
 impl RuntimeBuilder {
+    /// Refuses a machine whose state names an agent that is not declared, or an agent whose
+    /// file does not exist, when the machine is prepared. By default, as in the reference,
+    /// such a state fails when it is reached, with `UnknownAgent` or `FileNotFound`, so
+    /// `on_error` can route it; a warning names the reference at load. Other agent problems
+    /// (an invalid file, a missing key) are refused at prepare time either way.
+    pub fn strict_references(mut self, strict: bool) -> Self {
+        self.strict_references = strict;
+        self
+    }
+
     /// How many of its newest snapshots each execution keeps, for machines whose config does
     /// not say (`persistence.keep_snapshots`); older ones are deleted as new ones are written.
     /// By default every snapshot is kept, except in the built-in memory store (below), which
@@ -220,6 +231,7 @@ impl RuntimeBuilder {
                     ToolProviders(providers)
                 },
                 tool_servers: self.tool_servers,
+                strict_references: self.strict_references,
             }),
         }
     }
@@ -245,6 +257,8 @@ pub(crate) struct RuntimeInner {
     pub(crate) observers: Observers,
     pub(crate) tools: ToolProviders,
     pub(crate) tool_servers: Option<Arc<dyn ToolServerLauncher>>,
+    /// [`RuntimeBuilder::strict_references`].
+    pub(crate) strict_references: bool,
 }
 
 /// The backends, agents, hooks and execution types machines run with. Cheap to clone.
@@ -376,7 +390,11 @@ impl Runtime {
             let executor = match executors.get(call.name.as_str()) {
                 Some(executor) => Arc::clone(executor),
                 None => {
-                    let executor = self.executor(definition, &call.name, root_dir)?;
+                    let executor = if call.undeclared {
+                        self.undeclared(definition, &state.name, &call.name)?
+                    } else {
+                        self.executor(definition, &call.name, root_dir)?
+                    };
                     executors.insert(&call.name, Arc::clone(&executor));
                     executor
                 }
@@ -464,9 +482,51 @@ impl Runtime {
             profiles_file: self.inner.profiles_file.clone(),
             root_config_dir: Some(root_dir.to_path_buf()),
         };
-        adapter
-            .create_executor(name, reference, &context)
-            .map_err(|e| unsupported(definition, &location, e.message))
+        match adapter.create_executor(name, reference, &context) {
+            Ok(executor) => Ok(executor),
+            // A missing agent file is a broken reference, which the reference meets only when
+            // a state uses the agent. Anything else wrong with an agent (a bad file, a missing
+            // key) is said now, before anything runs.
+            Err(error)
+                if error.error_type == crate::error_types::FILE_NOT_FOUND
+                    && !self.inner.strict_references =>
+            {
+                tracing::warn!(
+                    file = %definition.file.display(),
+                    agent = name,
+                    "agent `{name}` ({location}): {}; states that use it fail with `{}` when they are reached (`run --strict` refuses the machine)",
+                    error.message,
+                    error.error_type
+                );
+                Ok(Arc::new(BrokenAgent { error }))
+            }
+            Err(error) => Err(unsupported(definition, &location, error.message)),
+        }
+    }
+
+    /// The executor for a state naming an agent `data.agents` does not declare: one served
+    /// from Rust under that name, else, unless strict, one that fails as the reference does.
+    fn undeclared(
+        &self,
+        definition: &MachineDef,
+        state: &str,
+        name: &str,
+    ) -> Result<Arc<dyn AgentExecutor>, ConfigError> {
+        if let Some(executor) = self.inner.agents.get(name) {
+            return Ok(Arc::clone(executor));
+        }
+        let error = crate::compile::undeclared_agent(
+            &definition.file,
+            state,
+            name,
+            &definition.config.data.agents,
+        );
+        if self.inner.strict_references {
+            return Err(error);
+        }
+        Ok(Arc::new(BrokenAgent {
+            error: AgentError::new(error.to_string()).with_type(crate::error_types::UNKNOWN_AGENT),
+        }))
     }
 }
 
@@ -482,6 +542,24 @@ pub(crate) fn unsupported(definition: &MachineDef, location: &str, message: Stri
         file: definition.file.clone(),
         location: location.to_owned(),
         message,
+    }
+}
+
+/// The executor of an agent that could not be built: every call fails with the error, so a
+/// state using it fails when it is reached and `on_error` routes it, as in the reference.
+#[derive(Debug)]
+struct BrokenAgent {
+    error: AgentError,
+}
+
+#[async_trait::async_trait]
+impl AgentExecutor for BrokenAgent {
+    async fn execute(
+        &self,
+        _input: &JsonMap,
+        _context: &JsonMap,
+    ) -> Result<AgentResult, AgentError> {
+        Err(self.error.clone())
     }
 }
 

@@ -80,12 +80,6 @@ fn load_time_errors() {
             ),
         ),
         (
-            "unknown agent reference",
-            format!(
-                "{HEAD}data:\n  agents: {{writer: ./writer.yml}}\n  states:\n    start: {{agent: writr, transitions: [{{to: done}}]}}\n    done: {{type: final}}\n"
-            ),
-        ),
-        (
             "missing child file",
             format!(
                 "{HEAD}data:\n  machines: {{child: ./missing.yml}}\n  states:\n    s: {{type: final}}\n"
@@ -143,6 +137,56 @@ fn load_time_errors() {
         .map(|(name, yaml)| format!("{name}:\n  {}", load_error(yaml, dir.path())))
         .collect();
     insta::assert_snapshot!(rendered.join("\n"));
+}
+
+/// An undeclared agent loads with a warning naming it, as the reference loads it; a strict
+/// runtime refuses it with the load-time error of before, and a lenient one fails the state
+/// when it is reached, with a type `on_error` routes.
+#[test]
+fn undeclared_agents_warn_at_load_and_fail_when_reached_unless_strict() {
+    let yaml = format!(
+        "{HEAD}data:\n  agents: {{writer: ./writer.yml}}\n  context: {{go: '{{{{ input.go }}}}'}}\n  states:\n    start: {{type: initial, transitions: [{{condition: 'context.go', to: ask}}, {{to: done}}]}}\n    ask: {{agent: writr, transitions: [{{to: done}}]}}\n    done: {{type: final, output: {{ok: true}}}}\n"
+    );
+    let machine = Machine::from_yaml(&yaml, ".").unwrap_or_else(|e| panic!("{e}"));
+    let warnings: Vec<String> = machine.warnings().iter().map(ToString::to_string).collect();
+    insta::assert_snapshot!(warnings.join("\n"), @"<inline>.yml: `data.states.ask.agent`: agent `writr` is not declared under `data.agents` (did you mean `writer`?); the state fails with `UnknownAgent` when it is reached (`run --strict` refuses the machine)");
+
+    let strict = Runtime::builder().strict_references(true).build();
+    insta::assert_snapshot!(prepare_error(&yaml, &strict), @"<inline>.yml: state `ask` uses agent `writr`, which is not declared under `data.agents` (did you mean `writer`?)");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let lenient = Runtime::default();
+    // Not reached: the run never needs the agent.
+    let outcome = runtime
+        .block_on(
+            lenient.run(
+                &machine,
+                json!({"go": false})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+                RunOptions::default(),
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcome.output, json!({"ok": true}));
+    // Reached: the state fails with `UnknownAgent`, naming the agent.
+    let error = runtime
+        .block_on(lenient.run(
+            &machine,
+            json!({"go": true}).as_object().cloned().unwrap_or_default(),
+            RunOptions::default(),
+        ))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.contains("(UnknownAgent)") && error.contains("`writr`"),
+        "{error}"
+    );
 }
 
 #[test]

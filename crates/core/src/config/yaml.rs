@@ -10,25 +10,26 @@
 //!   text once aliases are expanded (an alias costs what its anchored node costs, so a
 //!   "billion laughs" document is refused before it is built).
 //!
-//! Plain scalars resolve as YAML 1.2's core schema does (as serde_yaml did): `null`, `~` and
-//! the empty scalar are null; `true`/`false` (also `True`, `TRUE`…) are booleans; decimal,
-//! `0x`, `0o` and `0b` integers and decimal floats are numbers; `.inf` and `.nan` become null,
-//! since JSON has no such numbers. An integer too large for 64 bits keeps its digits as a
-//! string rather than being rounded. Quoted and block scalars are strings. The standard tags
-//! (`!!str`, `!!int`, `!!float`, `!!bool`, `!!null`, `!!seq`, `!!map`) are honoured; any other
-//! tag is an error. Merge keys (`<<: *base`, `<<: [*a, *b]`) insert the merged entries that
+//! Plain scalars resolve by the document's schema ([`Schema`]: YAML 1.1 as PyYAML reads it,
+//! or YAML 1.2's core schema under a `%YAML 1.2` directive); quoted and block scalars are
+//! strings. The standard tags (`!!str`, `!!int`, `!!float`, `!!bool`, `!!null`, `!!seq`,
+//! `!!map`) are honoured; any other tag is an error. Merge keys (`<<: *base`, `<<: [*a, *b]`) insert the merged entries that
 //! the mapping does not set itself, where the `<<` stood; earlier sources win. A key that
 //! appears twice in one mapping is an error.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 use super::ConfigError;
 use crate::limits::{Limit, Limits};
+use resolve::Schema;
+use resolve::TagError;
+
+mod resolve;
 
 /// What a node costs against the expansion bounds.
 #[derive(Debug, Clone, Copy, Default)]
@@ -70,6 +71,7 @@ struct Builder<'a> {
     total: Cost,
     root: Option<Value>,
     documents: usize,
+    schema: Schema,
 }
 
 /// Parses YAML `text` into a JSON value.
@@ -82,6 +84,7 @@ pub(super) fn parse(text: &str, file: &Path, limits: &Limits) -> Result<Value, C
         total: Cost::default(),
         root: None,
         documents: 0,
+        schema: Schema::of_document(text),
     };
     let mut parser = Parser::new_from_str(text);
     loop {
@@ -378,41 +381,27 @@ impl Builder<'_> {
         mark: Marker,
     ) -> Result<Value, ConfigError> {
         let Some(tag) = tag else {
-            return Ok(if style == TScalarStyle::Plain {
-                resolve_plain(text)
+            return if style == TScalarStyle::Plain {
+                self.schema
+                    .plain(text)
+                    .map_err(|message| self.error_at(mark, message))
             } else {
-                Value::String(text)
-            });
+                Ok(Value::String(text))
+            };
         };
         if !is_core(tag) {
             return Err(self.error_at(mark, unsupported_tag(tag)));
         }
-        let wrong = |what: &str| {
-            self.error_at(mark, format!("`{text}` is not {what} (`!!{}`)", tag.suffix))
-        };
-        match tag.suffix.as_str() {
-            "str" => Ok(Value::String(text)),
-            "null" if parse_null(&text) => Ok(Value::Null),
-            "null" => Err(wrong("null")),
-            "bool" => parse_bool(&text)
-                .map(Value::Bool)
-                .ok_or_else(|| wrong("a boolean")),
-            "int" => parse_int(&text).ok_or_else(|| wrong("an integer")),
-            "float" => match parse_float(&text) {
-                Some(Float::Finite(f)) => {
-                    Ok(Number::from_f64(f).map_or(Value::Null, Value::Number))
-                }
-                Some(Float::NotFinite) => Ok(Value::Null),
-                None => match parse_int(&text) {
-                    Some(Value::Number(n)) => Ok(n
-                        .as_f64()
-                        .and_then(Number::from_f64)
-                        .map_or(Value::Null, Value::Number)),
-                    _ => Err(wrong("a float")),
-                },
-            },
-            _ => Err(self.error_at(mark, unsupported_tag(tag))),
-        }
+        let shown = text.clone();
+        self.schema
+            .tagged(&tag.suffix, text)
+            .map_err(|error| match error {
+                TagError::Unsupported => self.error_at(mark, unsupported_tag(tag)),
+                TagError::Wrong(what) => self.error_at(
+                    mark,
+                    format!("`{shown}` is not {what} (`!!{}`)", tag.suffix),
+                ),
+            })
     }
 }
 
@@ -488,116 +477,6 @@ fn key_text(value: Value, file: &Path, mark: Marker) -> Result<String, ConfigErr
             "a mapping key is a list or a mapping; keys must be strings, numbers or booleans",
         )),
     }
-}
-
-fn parse_null(text: &str) -> bool {
-    matches!(text, "" | "~" | "null" | "Null" | "NULL")
-}
-
-fn parse_bool(text: &str) -> Option<bool> {
-    match text {
-        "true" | "True" | "TRUE" => Some(true),
-        "false" | "False" | "FALSE" => Some(false),
-        _ => None,
-    }
-}
-
-/// A plain scalar's value under YAML 1.2's core schema.
-fn resolve_plain(text: String) -> Value {
-    if parse_null(&text) {
-        return Value::Null;
-    }
-    if let Some(b) = parse_bool(&text) {
-        return Value::Bool(b);
-    }
-    if let Some(int) = parse_int(&text) {
-        return int;
-    }
-    match parse_float(&text) {
-        Some(Float::Finite(f)) => Number::from_f64(f).map_or(Value::Null, Value::Number),
-        Some(Float::NotFinite) => Value::Null,
-        None => Value::String(text),
-    }
-}
-
-/// `0123` is text in YAML 1.2 (a leading zero is no octal marker there).
-fn leading_zero_digits(text: &str) -> bool {
-    let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
-    unsigned.len() > 1
-        && unsigned.starts_with('0')
-        && unsigned[1..].bytes().all(|b| b.is_ascii_digit())
-}
-
-/// Decimal, `0x`, `0o` and `0b` integers with an optional sign. One that does not fit 64 bits
-/// keeps its text (a string), so no digit is lost.
-fn parse_int(text: &str) -> Option<Value> {
-    let (negative, unsigned) = match text.as_bytes().first()? {
-        b'-' => (true, &text[1..]),
-        b'+' => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let (radix, digits) = if let Some(rest) = unsigned.strip_prefix("0x") {
-        (16, rest)
-    } else if let Some(rest) = unsigned.strip_prefix("0o") {
-        (8, rest)
-    } else if let Some(rest) = unsigned.strip_prefix("0b") {
-        (2, rest)
-    } else {
-        if leading_zero_digits(text) {
-            return None;
-        }
-        (10, unsigned)
-    };
-    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
-        return None;
-    }
-    let magnitude = match u128::from_str_radix(digits, radix) {
-        Ok(magnitude) => magnitude,
-        // More digits than 128 bits hold: certainly an integer, certainly too big.
-        Err(_) => return Some(Value::String(text.to_owned())),
-    };
-    let value = if negative {
-        i64::try_from(magnitude)
-            .ok()
-            .map(|m| Value::from(-m))
-            .or_else(|| (magnitude == 1 << 63).then(|| Value::from(i64::MIN)))
-    } else {
-        u64::try_from(magnitude).ok().map(Value::from)
-    };
-    Some(value.unwrap_or_else(|| Value::String(text.to_owned())))
-}
-
-enum Float {
-    Finite(f64),
-    NotFinite,
-}
-
-fn parse_float(text: &str) -> Option<Float> {
-    let unsigned = match text.strip_prefix('+') {
-        Some(rest) if rest.starts_with(['+', '-']) => return None,
-        Some(rest) => rest,
-        None => text,
-    };
-    if matches!(unsigned, ".inf" | ".Inf" | ".INF")
-        || matches!(text, "-.inf" | "-.Inf" | "-.INF" | ".nan" | ".NaN" | ".NAN")
-    {
-        return Some(Float::NotFinite);
-    }
-    if leading_zero_digits(text) {
-        return None;
-    }
-    // Rust also reads `inf`, `NaN` and `infinity`; YAML does not.
-    if !unsigned
-        .bytes()
-        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
-    {
-        return None;
-    }
-    unsigned
-        .parse::<f64>()
-        .ok()
-        .filter(|f| f.is_finite())
-        .map(Float::Finite)
 }
 
 #[cfg(test)]

@@ -55,8 +55,32 @@ impl Validator {
                 return;
             }
         };
+        // A state naming an undeclared agent loads (it fails when reached, as in the
+        // reference), but validating reports it as the error it is.
+        let mut undeclared = Vec::new();
+        for machine in set.machines.iter().filter(|m| m.file == source.file) {
+            for state in &machine.states {
+                if let Some(call) = state.agent.as_ref().filter(|call| call.undeclared) {
+                    undeclared.push((
+                        format!("data.states.{}.agent", state.name),
+                        crate::compile::undeclared_agent(
+                            &machine.file,
+                            &state.name,
+                            &call.name,
+                            &machine.config.data.agents,
+                        ),
+                    ));
+                }
+            }
+        }
+        for (_, error) in &undeclared {
+            self.config_error(source, error);
+        }
         for warning in &set.warnings {
-            if warning.file == source.file {
+            let is_undeclared = undeclared
+                .iter()
+                .any(|(location, _)| *location == warning.location);
+            if warning.file == source.file && !is_undeclared {
                 let d = source.diagnostic(
                     Severity::Warning,
                     &pointer_of(&warning.location),

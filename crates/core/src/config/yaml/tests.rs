@@ -23,7 +23,7 @@ fn error(text: &str) -> String {
 #[test]
 fn plain_scalars_resolve_by_the_core_schema() {
     let value = parse(
-        "a: ~\nb: null\nc:\nd: true\ne: False\nf: 12\ng: -7\nh: 0x1F\ni: 0o17\nj: 0b101\n\
+        "%YAML 1.2\n---\na: ~\nb: null\nc:\nd: true\ne: False\nf: 12\ng: -7\nh: 0x1F\ni: 0o17\nj: 0b101\n\
          k: 1.5\nl: 1e3\nm: .5\nn: 0123\no: yes\np: 1_000\nq: .inf\nr: -.nan\ns: inf\nt: +3\n\
          u: '12'\nv: \"true\"\nw: |\n  text\nx: -0\ny: 18446744073709551615\nz: -9223372036854775808\n",
     )
@@ -219,4 +219,86 @@ proptest! {
         prop_assert_eq!(parse(&text).unwrap(), expected.clone());
         prop_assert_eq!(parse(&format!("root:\n  - {text}\n")).unwrap(), json!({"root": [expected]}));
     }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct PyyamlFact {
+    text: String,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    value: Option<Value>,
+    error: Option<String>,
+}
+
+/// What we give for a PyYAML fact: its value, except where JSON cannot hold it (`nan`, `inf`
+/// are null), an integer past 64 bits (its text), and a timestamp (its text).
+fn expected_from_pyyaml(fact: &PyyamlFact) -> Option<Value> {
+    let kind = fact.kind.as_deref()?;
+    let text = fact.text.rsplit(' ').next().unwrap_or_default();
+    Some(match (kind, &fact.value) {
+        ("int", Some(Value::String(digits))) => {
+            let parsed: Result<Value, _> = serde_json::from_str(digits);
+            match parsed {
+                Ok(number @ Value::Number(_)) if !number.is_f64() => number,
+                _ => Value::String(text.to_owned()),
+            }
+        }
+        ("float", None) | ("null", _) => Value::Null,
+        ("timestamp", _) => Value::String(text.to_owned()),
+        (_, Some(value)) => value.clone(),
+        (_, None) => return None,
+    })
+}
+
+#[test]
+fn plain_scalars_resolve_as_pyyaml_reads_them() {
+    let facts: Vec<PyyamlFact> = serde_json::from_str(include_str!("pyyaml_facts.json")).unwrap();
+    assert!(facts.len() > 100);
+    let mut wrong = Vec::new();
+    for fact in &facts {
+        let ours = parse(&format!("v: {}\n", fact.text)).map(|mut v| v["v"].take());
+        let agrees = match (&fact.error, &ours) {
+            (Some(_), Err(_)) => true,
+            (None, Ok(value)) => expected_from_pyyaml(fact).as_ref() == Some(value),
+            _ => false,
+        };
+        if !agrees {
+            wrong.push(format!("{:?}: PyYAML {fact:?}, ours {ours:?}", fact.text));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn a_yaml_1_2_directive_chooses_the_core_schema() {
+    let text = "a: yes\nb: 017\nc: 1e3\nd: 1_000\ne: 0o17\nf: on\ng: 1:30\n";
+    assert_eq!(
+        parse(text).unwrap(),
+        json!({"a": true, "b": 15, "c": "1e3", "d": 1000, "e": "0o17", "f": true, "g": 90})
+    );
+    for directive in ["%YAML 1.2\n---\n", "# a comment\n\n%YAML 1.2 # core\n---\n"] {
+        assert_eq!(
+            parse(&format!("{directive}{text}")).unwrap(),
+            json!({"a": "yes", "b": "017", "c": 1000.0, "d": "1_000", "e": 15, "f": "on", "g": "1:30"}),
+            "{directive:?}"
+        );
+    }
+    // YAML 1.1 named explicitly is PyYAML's reading, as is a directive after the content.
+    assert_eq!(
+        parse("%YAML 1.1\n---\na: yes\n").unwrap(),
+        json!({"a": true})
+    );
+}
+
+#[test]
+fn keys_resolve_as_pyyaml_reads_them() {
+    assert_eq!(
+        parse("on: a\nno: b\n017: c\n1e3: d\n").unwrap(),
+        json!({"true": "a", "false": "b", "15": "c", "1e3": "d"})
+    );
+}
+
+#[test]
+fn a_number_without_digits_is_refused_with_its_position() {
+    insta::assert_snapshot!(error("a:\n  b: 0b_\n"), @"m.yml: invalid YAML at line 2, column 6: `0b_` reads as an integer in YAML 1.1 but has no digits; quote it if it is text");
 }
