@@ -68,9 +68,9 @@ impl Schema {
     /// A scalar with a standard tag (`!!int 017`), read by this schema's rules for that tag.
     pub(super) fn tagged(self, suffix: &str, text: String) -> Result<Value, TagError> {
         let (null, boolean, int, float): TagReaders = match self {
-            Schema::Core => (core::null, core::boolean, core::int, core::float),
+            Schema::Core => (null, core::boolean, core::int, core::float),
             Schema::Pyyaml => (
-                pyyaml::null,
+                null,
                 pyyaml::tagged_bool,
                 pyyaml::tagged_int,
                 pyyaml::tagged_float,
@@ -145,6 +145,11 @@ fn int_value(negative: bool, magnitude: Option<u128>, text: &str) -> Value {
     value.unwrap_or_else(|| Value::String(text.to_owned()))
 }
 
+/// Null in both schemas: YAML 1.1 and 1.2 spell it alike.
+fn null(text: &str) -> bool {
+    matches!(text, "" | "~" | "null" | "Null" | "NULL")
+}
+
 /// The sign of a number's text, and the rest.
 fn split_sign(text: &str) -> (bool, &str) {
     match text.as_bytes().first() {
@@ -156,12 +161,8 @@ fn split_sign(text: &str) -> (bool, &str) {
 
 /// YAML 1.2's core schema.
 mod core {
-    use super::{Float, int_value, split_sign};
+    use super::{Float, int_value, null, split_sign};
     use serde_json::Value;
-
-    pub(super) fn null(text: &str) -> bool {
-        matches!(text, "" | "~" | "null" | "Null" | "NULL")
-    }
 
     pub(super) fn boolean(text: &str) -> Option<bool> {
         match text {
@@ -250,12 +251,8 @@ mod core {
 /// YAML 1.1 as PyYAML's `SafeLoader` reads it: its resolver's patterns decide a plain
 /// scalar's type (in its order: bool, float, int, null), its constructors the value.
 mod pyyaml {
-    use super::{Float, int_value, split_sign};
+    use super::{Float, int_value, null, split_sign};
     use serde_json::Value;
-
-    pub(super) fn null(text: &str) -> bool {
-        matches!(text, "" | "~" | "null" | "Null" | "NULL")
-    }
 
     fn boolean(text: &str) -> Option<bool> {
         match text {
@@ -318,6 +315,15 @@ mod pyyaml {
         }
     }
 
+    /// `[0-9][0-9_]*(:[0-5]?[0-9])+` (with `nonzero`, a first digit of 1 to 9): a number in
+    /// base 60, as integers and the whole part of floats are written.
+    fn sexagesimal(text: &str, nonzero: bool) -> bool {
+        let mut places = text.split(':');
+        let first = places.next().unwrap_or_default();
+        let mut rest = places.peekable();
+        leading_digit_run(first, nonzero) && rest.peek().is_some() && rest.all(sexagesimal_place)
+    }
+
     /// `[eE][-+][0-9]+`, or nothing.
     fn optional_exponent(text: &str) -> bool {
         match text.as_bytes() {
@@ -362,13 +368,7 @@ mod pyyaml {
             return true;
         }
         // `1:30.5`: base 60, the last place before the dot.
-        let mut places = whole.split(':');
-        let first = places.next().unwrap_or_default();
-        let rest: Vec<&str> = places.collect();
-        !rest.is_empty()
-            && leading_digit_run(first, false)
-            && rest.iter().all(|place| sexagesimal_place(place))
-            && after_dot.chars().all(|c| c == '_' || c.is_ascii_digit())
+        sexagesimal(whole, false) && after_dot.chars().all(|c| c == '_' || c.is_ascii_digit())
     }
 
     /// PyYAML's float constructor, on text its pattern (or a `!!float` tag) gave it.
@@ -434,12 +434,7 @@ mod pyyaml {
         } else if leading_digit_run(unsigned, true) {
             true
         } else {
-            let mut places = unsigned.split(':');
-            let first = places.next().unwrap_or_default();
-            let rest: Vec<&str> = places.collect();
-            !rest.is_empty()
-                && leading_digit_run(first, true)
-                && rest.iter().all(|place| sexagesimal_place(place))
+            sexagesimal(unsigned, true)
         };
         if !matches {
             return None;
