@@ -1,8 +1,10 @@
 //! Project automation. `cargo xtask test` runs everything CI runs; `cargo xtask conformance`
 //! runs the backend conformance suites and prints their capability table; `cargo xtask
-//! schema` regenerates `spec/`; `cargo xtask bench` writes `docs/benchmarks.md`.
+//! schema` regenerates `spec/`; `cargo xtask bench` writes `docs/benchmarks.md`; `cargo xtask
+//! fuzz-reference` compares random machines with the Python reference.
 
 mod bench;
+mod fuzz;
 mod mcp_servers;
 mod s3_server;
 
@@ -15,7 +17,8 @@ usage: cargo xtask <command>
 
 commands:
   test [--no-lint]   format check, clippy (-D warnings; also the facade without default
-                     features), every test of the workspace, doctests
+                     features), every test of the workspace, doctests, and 100 cases of
+                     fuzz-reference (plus one with a rule off, which must mismatch)
   lint               format check and clippy only
   conformance [--backend NAME] [--url URL]
                      the conformance suites against one backend (memory, local, sqlite,
@@ -25,6 +28,12 @@ commands:
                      (--check: fail if spec/ is stale instead of writing it)
   bench [--quick]    time the bench/ workloads (in-process, CLI, Python reference,
                      LangGraph, bare servers) and regenerate docs/benchmarks.md
+  fuzz-reference [--cases N] [--seed S] [--jobs J] [--without-rule NAME] [--expect-mismatch]
+                     run N random machines (default 200) on the Python reference
+                     (flatmachines 1.0.0, installed into the cache) and here, compare them by
+                     the documented divergences' rules, and minimise each mismatch into a
+                     corpus case under target/fuzz-reference/; --without-rule turns a rule
+                     off, --expect-mismatch succeeds only when a mismatch is found
 ";
 
 /// Backend names `conformance --backend` accepts; the runner decides which are in the build.
@@ -40,6 +49,7 @@ fn main() -> ExitCode {
         Some("conformance") => conformance(&args[1..]),
         Some("schema") => schema(args[1..].iter().any(|a| a == "--check")),
         Some("bench") => bench::bench(&args[1..]),
+        Some("fuzz-reference") => fuzz::fuzz_reference(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -147,7 +157,13 @@ fn test(skip_lint: bool) -> Result<(), String> {
             &vars,
         )?;
     }
-    cargo_with_env("doctests", &["test", "--workspace", "--doc"], &vars)
+    cargo_with_env("doctests", &["test", "--workspace", "--doc"], &vars)?;
+    // A short differential run against the Python reference, and the check that the fuzzer
+    // finds a divergence when the rule that accepts it is switched off.
+    let fixed = ["--cases", "100", "--seed", "7"].map(String::from);
+    fuzz::fuzz_reference(&fixed)?;
+    let planted = ["--without-rule", "python-booleans", "--expect-mismatch"].map(String::from);
+    fuzz::fuzz_reference(&[&fixed[..], &planted[..]].concat())
 }
 
 /// `schema [--check]`: the schema test of flatmachines-core compares `spec/` with the schemas

@@ -54,7 +54,7 @@ fn python_with_mcp(cache: &Path) -> Result<PathBuf, String> {
         "xtask: mcp: installing {MCP} from PyPI into {} (once)",
         venv.display()
     );
-    fresh_venv_with(&venv, MCP)?;
+    fresh_venv_with(&venv, &[MCP])?;
     if works() {
         Ok(python)
     } else {

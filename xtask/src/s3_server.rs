@@ -273,7 +273,7 @@ fn moto_server() -> Result<PathBuf, String> {
         "xtask: s3: moto_server is not on PATH; installing {MOTO} from PyPI into {} (once; this takes a minute)",
         venv.display()
     );
-    fresh_venv_with(&venv, MOTO)?;
+    fresh_venv_with(&venv, &[MOTO])?;
     if runs(&cached) {
         Ok(cached)
     } else {
@@ -284,9 +284,9 @@ fn moto_server() -> Result<PathBuf, String> {
     }
 }
 
-/// (Re)creates the virtualenv `venv` and installs `requirement` into it from PyPI.
+/// (Re)creates the virtualenv `venv` and installs `requirements` into it from PyPI.
 /// `--clear`: an install cut off earlier leaves a venv without a working package.
-pub(crate) fn fresh_venv_with(venv: &Path, requirement: &str) -> Result<(), String> {
+pub(crate) fn fresh_venv_with(venv: &Path, requirements: &[&str]) -> Result<(), String> {
     let python = if cfg!(windows) { "python" } else { "python3" };
     step(
         Command::new(python)
@@ -295,20 +295,21 @@ pub(crate) fn fresh_venv_with(venv: &Path, requirement: &str) -> Result<(), Stri
         "python3 -m venv (on Debian and Ubuntu it needs the python3-venv package)",
     )?;
     step(
-        Command::new(venv_bin(venv, "python")).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            // Bounded waits on the network rather than pip's defaults.
-            "--timeout",
-            "60",
-            "--retries",
-            "3",
-            requirement,
-        ]),
-        &format!("pip install {requirement}"),
+        Command::new(venv_bin(venv, "python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                // Bounded waits on the network rather than pip's defaults.
+                "--timeout",
+                "60",
+                "--retries",
+                "3",
+            ])
+            .args(requirements),
+        &format!("pip install {}", requirements.join(" ")),
     )
 }
 

@@ -1311,6 +1311,10 @@ mod builtins {
         args: crate::value::Rest<Value>,
     ) -> Result<Vec<Value>, Error> {
         let mut rv = vec![];
+        // Jinja2 checks the sequence for truth before iterating it, so `None` selects nothing.
+        if value.is_none() {
+            return Ok(rv);
+        }
         let test = if let Some(test_name) = test_name {
             Some(ok!(state
                 .env()
@@ -1448,6 +1452,10 @@ mod builtins {
         args: crate::value::Rest<Value>,
     ) -> Result<Vec<Value>, Error> {
         let mut rv = Vec::with_capacity(value.len().unwrap_or(0));
+        // As in `select`: Jinja2 maps nothing over `None`.
+        if value.is_none() {
+            return Ok(rv);
+        }
 
         // attribute mapping
         let (args, kwargs): (&[Value], Kwargs) = crate::value::from_args(&args)?;

@@ -59,9 +59,11 @@ pub(super) fn replace(
 /// builtin reads them (positional or `width=`, `first=`, `blank=`).
 pub(super) fn indent(
     state: &State,
-    value: StringInput<'_>,
+    value: &MjValue,
     args: Rest<MjValue>,
 ) -> Result<MjValue, MjError> {
+    super::undefined::require_value(value, "`indent`")?;
+    let value = StringInput::new(state, value)?;
     let (width, first, blank, kwargs): (Option<usize>, Option<bool>, Option<bool>, Kwargs) =
         from_args(&args)?;
     let padding_width = width

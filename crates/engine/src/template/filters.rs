@@ -39,10 +39,12 @@ where
     }
 }
 
-/// Python's `str()` of a value: `None`, `True`, floats as Python spells them.
+/// Python's `str()` of a value: `None`, `True`, floats as Python spells them; an undefined
+/// value is empty, as Jinja2's `Undefined` prints.
 pub(super) fn python_str(value: &MjValue) -> String {
     match value.kind() {
-        ValueKind::None | ValueKind::Undefined => "None".to_owned(),
+        ValueKind::Undefined => String::new(),
+        ValueKind::None => "None".to_owned(),
         ValueKind::Bool => if value.is_true() { "True" } else { "False" }.to_owned(),
         ValueKind::Number if !value.is_integer() => {
             f64::try_from(value.clone()).map_or_else(|_| value.to_string(), python_float)
@@ -208,7 +210,8 @@ pub(super) fn join(
 }
 
 /// Jinja2's `title`: words begin after `-`, blanks and `({[<`, not after any punctuation.
-pub(super) fn title(value: &str) -> String {
+pub(super) fn title(value: &MjValue) -> String {
+    let value = text_or_empty(value);
     let starts_word = |c: char| c.is_whitespace() || "-({[<".contains(c);
     let mut out = String::with_capacity(value.len());
     let mut at_start = true;
@@ -224,6 +227,15 @@ pub(super) fn title(value: &str) -> String {
         }
     }
     out
+}
+
+/// A string filter's input: the text, or Python's `str()` of another value (nothing for an
+/// undefined one), as Jinja2's `soft_str` reads it.
+fn text_or_empty(value: &MjValue) -> std::borrow::Cow<'_, str> {
+    match value.as_str() {
+        Some(text) => std::borrow::Cow::Borrowed(text),
+        None => std::borrow::Cow::Owned(python_str(value)),
+    }
 }
 
 /// The title case of `c`, which differs from its upper case for ligatures and digraphs
@@ -250,7 +262,8 @@ fn titlecase(c: char, out: &mut String) {
 }
 
 /// `capitalize`: the first character in title case, the rest in lower case.
-pub(super) fn capitalize(value: &str) -> String {
+pub(super) fn capitalize(value: &MjValue) -> String {
+    let value = text_or_empty(value);
     let mut chars = value.chars();
     let mut out = String::with_capacity(value.len());
     if let Some(first) = chars.next() {
@@ -341,6 +354,10 @@ pub(super) fn truncate(value: &MjValue, args: Rest<MjValue>) -> Result<String, M
     }
     if leeway < 0 {
         return Err(invalid(format!("expected leeway >= 0, got {leeway}")));
+    }
+    // Jinja2 takes `len` of the value itself, which `None` has not.
+    if value.is_none() {
+        return Err(invalid("`truncate`: null (Python's `None`) has no length"));
     }
     let text = python_str(value);
     let chars: Vec<char> = text.chars().collect();
@@ -539,6 +556,7 @@ pub(super) fn tojson(value: &MjValue, args: Rest<MjValue>) -> Result<MjValue, Mj
     let (indent,): (Option<usize>,) = from_args(positional)?;
     let indent = or_keyword(indent, &kwargs, "indent")?;
     kwargs.assert_all_used()?;
+    super::undefined::require_deep(value, "`tojson`")?;
     let json = serde_json::to_value(value)
         .map_err(|e| invalid(format!("tojson: the value cannot be written as JSON: {e}")))?;
     let mut out = String::new();

@@ -292,6 +292,50 @@ for t in ["{{ 1 // 0.1 }}", "{{ 1 % 0.1 }}", "{{ -1 // 0.1 }}", "{{ 0.7 // 0.1 }
     c(t)
 c("{{ xs|join(',') }}", xs=[1, None, True, 2.5]); c("x{{ xs }}", xs=[1, None, True, 2.5, "é"]); c("{{ 'v=' ~ v }}", v=1e-7)
 
+# ---- undefined operands (a context key a state has not set yet) ----
+for t in ["{{ context.r | length }}", "{{ context.r | count }}", "{{ context.r | sum }}", "{{ context.r | float }}",
+          "{{ context.r | int }}", "{{ context.r[1:] }}", "{{ context.r[:2] }}", "{{ context.r[0] }}",
+          "{{ context.r <= context.r }}", "{{ context.r > 1 }}", "{{ context.r == context.r }}", "{{ context.r != 1 }}",
+          "{{ context.r | list }}", "{{ context.r | first }}", "{{ context.r | last }}", "{{ context.r | round }}",
+          "{{ context.r | abs }}", "{{ context.r | string }}", "{{ context.r | upper }}", "{{ context.r ~ 'a' }}",
+          "{{ context.r + 1 }}", "{{ context.r * 2 }}", "{{ context.r // 7 }}", "{{ context.r % 5 }}", "{{ -context.r }}",
+          "{{ context.r | sort }}", "{{ context.r | join(',') }}", "{{ context.r | reverse | list }}",
+          "{{ context.r | unique | list }}", "{{ context.r | select('odd') | list }}", "{{ context.r | map('upper') | list }}",
+          "{{ context.r.upper() }}", "{{ context.r.split('-') }}", "{{ context.r | replace('a', 'b') }}",
+          "{{ context.r | max }}", "{{ context.r | min }}", "{{ ([] | max) + 1 }}", "{{ ([] | min) > 3 }}",
+          "{{ context.r in [1] }}", "{{ 1 in context.r }}", "{{ context.r | trim }}", "{{ context.r | title }}",
+          "{{ context.r | capitalize }}", "{{ context.r | lower }}", "{{ '%s' | format(context.r) }}",
+          "{{ context.r is even }}", "{{ not context.r }}", "{{ context.r if context.r else 2 }}",
+          "{% for a in context.r %}{{ a }}{% endfor %}", "{{ range(context.r % 5) | list }}",
+          "{{ (context.r | float) | round | int }}", "{{ context.r and 1 }}", "{{ context.r or 3 }}",
+          "{{ context.r | default(4) }}", "{{ context.r | tojson }}", "{{ context.r | dictsort }}",
+          "{{ context.r | batch(2) | list }}", "{{ context.r.x }}", "{{ context.r | e }}",
+          "{{ context.r | wordcount }}", "{{ context.r | center(5) }}", "{{ context.r | indent }}",
+          "{{ context.r | items | list }}", "{{ context.r | selectattr('a') | list }}", "{{ context.r | map(attribute='a') | list }}",
+          "{{ context.r | groupby('a') | list }}", "{{ context.r | truncate(3) }}", "{{ context.r | striptags }}",
+          "{{ context.r | urlencode }}", "{{ context.r | pprint }}", "{{ context.r | safe }}", "{{ context.r | attr('a') }}",
+          "{{ context.r is defined }}", "{{ context.r is none }}", "{{ context.r is number }}", "{{ context.r is string }}",
+          "{{ context.r is sequence }}", "{{ context.r is iterable }}", "{{ context.r is mapping }}",
+          "{{ [context.r] }}", "{{ {'a': context.r} }}", "{{ context.r(1) }}", "{{ context.r ** 2 }}", "{{ context.r / 2 }}"]:
+    c(t, context={})
+
+# ---- null operands (a bare path to a missing key gives None) ----
+for t in ["{{ context.r | list }}", "{{ context.r | length }}", "{{ context.r | sum }}", "{{ context.r | sort }}",
+          "{{ context.r | join(',') }}", "{{ context.r | first }}", "{{ context.r | last }}", "{{ context.r | reverse }}",
+          "{{ context.r | unique | list }}", "{{ context.r | select('odd') | list }}", "{{ context.r | map('upper') | list }}",
+          "{% for a in context.r %}{{ a }}{% endfor %}", "{{ context.r | max }}", "{{ context.r | min }}",
+          "{{ context.r | upper }}", "{{ context.r | lower }}", "{{ context.r | title }}", "{{ context.r | trim }}",
+          "{{ context.r | capitalize }}", "{{ context.r | replace('N', 'x') }}", "{{ context.r | string }}",
+          "{{ context.r ~ 'a' }}", "{{ context.r | int }}", "{{ context.r | float }}", "{{ context.r | abs }}",
+          "{{ context.r | round }}", "{{ context.r[1:] }}", "{{ context.r[0] }}", "{{ context.r | count }}",
+          "{{ context.r | batch(2) | list }}", "{{ context.r | items | list }}", "{{ context.r | dictsort }}",
+          "{{ context.r | wordcount }}", "{{ context.r | center(6) }}", "{{ context.r | truncate(3) }}",
+          "{{ context.r in [1] }}", "{{ 1 in context.r }}", "{{ context.r is even }}", "{{ context.r | tojson }}",
+          "{{ context.r.upper() }}", "{{ context.r | default(3) }}", "{{ context.r | e }}", "{{ context.r | indent }}",
+          "{{ context.r | striptags }}", "{{ context.r | urlencode }}", "{{ context.r | pprint }}", "{{ context.r | attr('a') }}",
+          "{{ context.r | selectattr('a') | list }}", "{{ context.r | groupby('a') | list }}", "{{ range(context.r) | list }}"]:
+    c(t, context={"r": None})
+
 facts = []
 def jsonable(v):
     try:

@@ -16,6 +16,7 @@ mod json;
 mod methods;
 mod numbers;
 mod tree;
+mod undefined;
 mod urlize;
 mod wrap;
 
@@ -155,6 +156,17 @@ impl TemplateEngine {
         env.add_filter("tojson", filters::tojson);
         env.add_filter("wordwrap", wrap::wordwrap);
         env.add_filter("urlize", urlize::urlize);
+        env.add_filter("length", undefined::length);
+        env.add_filter("count", undefined::length);
+        env.add_filter("first", undefined::first);
+        env.add_filter("last", undefined::last);
+        env.add_filter("items", undefined::items);
+        env.add_filter("pprint", undefined::pprint);
+        env.add_filter("reverse", undefined::reverse);
+        env.add_test("sequence", undefined::is_sequence);
+        env.add_test("even", undefined::is_even);
+        env.add_test("odd", undefined::is_odd);
+        env.add_test("divisibleby", undefined::is_divisibleby);
         env.add_function("cycler", globals::cycler);
         env.add_function("joiner", globals::joiner);
         env.add_function("lipsum", globals::lipsum);
@@ -310,7 +322,10 @@ fn format_value(out: &mut Output, state: &State, value: &MjValue) -> Result<(), 
             Err(_) => write(out, &value.to_string()),
         },
         ValueKind::Number => write(out, &serde_json::to_string(value).unwrap_or_default()),
-        ValueKind::Seq | ValueKind::Map => write(out, &python_json(value)),
+        ValueKind::Seq | ValueKind::Map => {
+            undefined::require_deep(value, "printing a list or mapping")?;
+            write(out, &python_json(value))
+        }
         _ => minijinja::escape_formatter(out, state, value),
     }
 }

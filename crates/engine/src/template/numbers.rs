@@ -117,6 +117,7 @@ pub(super) fn int(value: &MjValue, args: Rest<MjValue>) -> Result<MjValue, MjErr
     let default = or_keyword(default, &kwargs, "default")?.unwrap_or(MjValue::from(0));
     let base = or_keyword(base, &kwargs, "base")?.unwrap_or(10);
     kwargs.assert_all_used()?;
+    super::undefined::require(value, "`int`")?;
     if !(base == 0 || (2..=36).contains(&base)) {
         return Err(invalid("int() base must be >= 2 and <= 36, or 0"));
     }
@@ -162,6 +163,7 @@ pub(super) fn float(value: &MjValue, args: Rest<MjValue>) -> Result<MjValue, MjE
     let (default,): (Option<MjValue>,) = from_args(positional)?;
     let default = or_keyword(default, &kwargs, "default")?.unwrap_or(MjValue::from(0.0));
     kwargs.assert_all_used()?;
+    super::undefined::require(value, "`float`")?;
     Ok(number_of(value).map_or(default, MjValue::from))
 }
 

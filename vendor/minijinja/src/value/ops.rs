@@ -206,7 +206,8 @@ pub fn slice(value: Value, start: Value, stop: Value, step: Value) -> Result<Val
                 ))
             }
         }
-        ValueRepr::Undefined(_) | ValueRepr::None => Ok(Value::from(Vec::<Value>::new())),
+        // Python cannot slice `None`; an undefined value reaches here only when it chains.
+        ValueRepr::Undefined(_) => Ok(Value::from(Vec::<Value>::new())),
         ValueRepr::Object(obj) if matches!(obj.repr(), ObjectRepr::Seq | ObjectRepr::Iterable) => {
             if step > 0 {
                 let len = obj.enumerator_len().unwrap_or_default();

@@ -300,6 +300,21 @@ impl<'env> Vm<'env> {
                 }};
             }
 
+            // Ordering an undefined value is an error unless undefined values chain, as
+            // Jinja2's default `Undefined` raises on `<`; equality stays defined.
+            macro_rules! op_ordering {
+                ($op:tt) => {{
+                    b = stack.pop();
+                    a = stack.pop();
+                    if (a.is_undefined() || b.is_undefined())
+                        && !matches!(undefined_behavior, UndefinedBehavior::Chainable)
+                    {
+                        bail!(Error::from(ErrorKind::UndefinedError));
+                    }
+                    stack.push(Value::from(a $op b));
+                }};
+            }
+
             macro_rules! bail {
                 ($err:expr) => {{
                     err = $err;
@@ -404,7 +419,8 @@ impl<'env> Vm<'env> {
                     let stop = stack.pop();
                     b = stack.pop();
                     a = stack.pop();
-                    if a.is_undefined() && matches!(undefined_behavior, UndefinedBehavior::Strict) {
+                    // Jinja2's default `Undefined` cannot be sliced either.
+                    if a.is_undefined() && !matches!(undefined_behavior, UndefinedBehavior::Chainable) {
                         bail!(Error::from(ErrorKind::UndefinedError));
                     }
                     stack.push(ctx_ok!(ops::slice(a, b, stop, step)));
@@ -475,10 +491,10 @@ impl<'env> Vm<'env> {
                 Instruction::Pow => func_binop!(pow),
                 Instruction::Eq => op_binop!(==),
                 Instruction::Ne => op_binop!(!=),
-                Instruction::Gt => op_binop!(>),
-                Instruction::Gte => op_binop!(>=),
-                Instruction::Lt => op_binop!(<),
-                Instruction::Lte => op_binop!(<=),
+                Instruction::Gt => op_ordering!(>),
+                Instruction::Gte => op_ordering!(>=),
+                Instruction::Lt => op_ordering!(<),
+                Instruction::Lte => op_ordering!(<=),
                 Instruction::Not => {
                     a = stack.pop();
                     stack.push(Value::from(!ctx_ok!(undefined_behavior.is_true(&a))));
