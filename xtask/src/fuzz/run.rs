@@ -69,22 +69,16 @@ pub(super) fn ours(binary: &Path, path: &Path, input: &Value, max_steps: u64) ->
     }
 }
 
-/// The error type in `error: machine `m` failed in state `s` (Type): …`.
+/// The error type in `error: machine `m` failed in state `s` (Type): …`, or "" for another
+/// message.
 fn error_kind(stderr: &str) -> String {
     stderr
         .lines()
-        .rev()
         .find_map(|line| {
-            let start = line
-                .find(") (")
-                .map(|i| i + 3)
-                .or_else(|| line.find(" (").map(|i| i + 2))?;
-            let rest = &line[start..];
-            let end = rest.find(')')?;
-            let kind = &rest[..end];
-            kind.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-                .then(|| kind.to_owned())
+            let (_, rest) = line.split_once("failed in state `")?;
+            let (_, rest) = rest.split_once("` (")?;
+            let (kind, _) = rest.split_once("): ")?;
+            Some(kind.to_owned())
         })
         .unwrap_or_default()
 }
@@ -252,5 +246,38 @@ fn answer_outcome(line: &str) -> Outcome {
         Outcome::StepLimit(Some(output))
     } else {
         Outcome::Output(output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_type_is_read_from_the_cli_message() {
+        let stderr =
+            "warning: x\nerror: machine `m` failed in state `s` (TemplateError): cannot (render)";
+        assert_eq!(error_kind(stderr), "TemplateError");
+        assert_eq!(error_kind("error: m.yml: bad"), "");
+    }
+
+    #[test]
+    fn reference_answers_become_outcomes() {
+        assert_eq!(
+            answer_outcome(r#"{"output": {"a": 1}, "step_limit": false}"#),
+            Outcome::Output(json!({"a": 1}))
+        );
+        assert_eq!(
+            answer_outcome(r#"{"output": {}, "step_limit": true}"#),
+            Outcome::StepLimit(Some(json!({})))
+        );
+        assert_eq!(
+            answer_outcome(r#"{"error": "TypeError", "message": "m"}"#),
+            Outcome::Failed {
+                kind: "TypeError".into(),
+                message: "m".into()
+            }
+        );
+        assert!(matches!(answer_outcome("not json"), Outcome::Lost(_)));
     }
 }
