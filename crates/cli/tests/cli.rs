@@ -707,3 +707,28 @@ fn checkpoint_commands_read_without_creating_and_prune_sweeps_interrupted_saves(
         "a temporary file of a save that may be running stays"
     );
 }
+
+/// A field of a later spec version that would change what the machine does, and that this
+/// runtime lacks, stops the run before anything happens: exit 2 and one line naming the field
+/// and its version, never a run that skips the gate.
+#[test]
+fn unimplemented_control_flow_fields_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let machine = dir.path().join("gate.yml");
+    std::fs::write(
+        &machine,
+        "spec: flatmachine\nspec_version: \"1.2.0\"\ndata:\n  states:\n    start:\n      type: initial\n      wait_for: \"approval/{{ context.id }}\"\n      transitions: [{to: done}]\n    done:\n      type: final\n      output: {approved: true}\n",
+    )
+    .unwrap();
+    let output = flatmachines(&["run", machine.to_str().unwrap()]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "stderr: {err}");
+    assert!(stdout(&output).is_empty(), "{}", stdout(&output));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("error:")
+            && err.contains("gate.yml")
+            && err.contains("`wait_for` (spec 1.2.0) parks the execution"),
+        "{err}"
+    );
+}

@@ -44,6 +44,7 @@ impl MachineConfig {
     ) -> Result<(MachineConfig, Vec<ConfigWarning>), ConfigError> {
         let mut warnings = Vec::new();
         if let Some(Value::Object(data)) = document.get("data") {
+            refuse_unimplemented(data, file)?;
             unknown_keys(data, MachineData::FIELDS, file, "data", &mut warnings);
             if let Some(Value::Object(states)) = data.get("states") {
                 for (name, state) in states {
@@ -79,6 +80,79 @@ impl MachineConfig {
     pub fn name(&self) -> &str {
         self.data.name.as_deref().unwrap_or("unnamed-machine")
     }
+}
+
+/// Fields of later spec versions that change what a machine does, which this runtime does
+/// not implement yet: `(where, field, version that introduced it, what it does)`. Ignoring one
+/// would run a different machine than its author wrote (an approval gate skipped, hooks never
+/// called), so a document using one is refused rather than warned about.
+pub(crate) const UNIMPLEMENTED_FIELDS: &[(FieldSite, &str, &str, &str)] = &[
+    (
+        FieldSite::State,
+        "wait_for",
+        "1.2.0",
+        "parks the execution until a signal arrives on a channel",
+    ),
+    (
+        FieldSite::State,
+        "hooks",
+        "3.0.0",
+        "attaches hooks to one state",
+    ),
+    (
+        FieldSite::Machine,
+        "lifecycle_hooks",
+        "3.0.0",
+        "attaches machine hooks by registry name, in place of `data.hooks`",
+    ),
+];
+
+/// Where a field of [`UNIMPLEMENTED_FIELDS`] sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FieldSite {
+    /// In `data`.
+    Machine,
+    /// In a state, `data.states.NAME`.
+    State,
+}
+
+/// Refuses the first field of [`UNIMPLEMENTED_FIELDS`] that `data` uses.
+fn refuse_unimplemented(data: &JsonMap, file: &Path) -> Result<(), ConfigError> {
+    let refuse =
+        |location: String, field: &str, version: &str, effect: &str| ConfigError::Unsupported {
+            file: file.to_owned(),
+            location,
+            message: format!(
+                "`{field}` (spec {version}) {effect}; this runtime does not implement it yet, and \
+                 running the machine without it would skip what it asks for"
+            ),
+        };
+    for (site, field, version, effect) in UNIMPLEMENTED_FIELDS {
+        match site {
+            FieldSite::Machine if data.contains_key(*field) => {
+                return Err(refuse(format!("data.{field}"), field, version, effect));
+            }
+            FieldSite::State => {
+                let Some(Value::Object(states)) = data.get("states") else {
+                    continue;
+                };
+                for (name, state) in states {
+                    if let Value::Object(state) = state
+                        && state.contains_key(*field)
+                    {
+                        return Err(refuse(
+                            format!("data.states.{name}.{field}"),
+                            field,
+                            version,
+                            effect,
+                        ));
+                    }
+                }
+            }
+            FieldSite::Machine => {}
+        }
+    }
+    Ok(())
 }
 
 /// The `data` of a machine document.

@@ -138,6 +138,23 @@ fn unknown_fields_are_warnings_with_suggestions() {
 }
 
 #[test]
+fn later_fields_that_change_control_flow_are_refused() {
+    let cases = [
+        "spec: flatmachine\ndata:\n  states:\n    gate:\n      type: initial\n      wait_for: \"approval/{{ context.id }}\"\n      transitions: [{to: done}]\n    done: {type: final}\n",
+        "spec: flatmachine\ndata:\n  states:\n    s: {type: final, hooks: audit}\n",
+        "spec: flatmachine\ndata:\n  lifecycle_hooks: [audit]\n  states:\n    s: {type: final}\n",
+    ];
+    let messages: Vec<String> = cases
+        .iter()
+        .map(|text| match machine(text) {
+            Err(error @ ConfigError::Unsupported { .. }) => error.to_string(),
+            other => panic!("expected Unsupported, got {other:?}"),
+        })
+        .collect();
+    insta::assert_snapshot!(messages.join("\n"));
+}
+
+#[test]
 fn error_messages() {
     let cases = [
         ("malformed YAML", "spec: flatmachine\ndata: [unclosed\n"),
